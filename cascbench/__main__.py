@@ -1,0 +1,3 @@
+from cascbench.cli import main
+
+main()

@@ -1,0 +1,30 @@
+"""User-facing errors: one exception type whose message says what was wrong and what is valid."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class CascbenchError(ValueError):
+    """An error caused by the user's input (a name, a parameter, a file); the CLI prints it plainly."""
+
+
+class NonFiniteLossError(CascbenchError):
+    """A loss term became NaN or infinite during training."""
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The closest valid name to a mistyped one, or None when nothing is close."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> CascbenchError:
+    """An error for an unknown `kind` (method, setting, ...) that lists the valid names."""
+    choices = sorted(choices)
+    hint = closest(name, choices)
+    did_you_mean = f" Did you mean {hint!r}?" if hint else ""
+    return CascbenchError(
+        f"Unknown {kind} {name!r}.{did_you_mean} Valid {kind}s: {', '.join(choices)}."
+    )

@@ -1,0 +1,1 @@
+"""Run configs, run ids, the result store, and grid execution."""

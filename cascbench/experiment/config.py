@@ -1,0 +1,75 @@
+"""The configuration of one run, validated with pydantic, and its identity (DESIGN.md "Runs")."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cascbench.method import get_method_class, validate_params
+from cascbench.metrics import EVALUATOR_VERSION
+from cascbench.settings import get_setting
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Strict):
+    kind: Literal["synthetic"] = Field(
+        default="synthetic", description="Where the data comes from."
+    )
+    world: str = Field(default="small", description="Synthetic world preset (tiny, small, ...).")
+    world_options: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the preset's knobs (WorldConfig fields)."
+    )
+    seed: int = Field(default=0, description="Seed of the world: fixed across training seeds.")
+
+
+class TrainConfig(_Strict):
+    lr: float = Field(default=0.01, gt=0, description="Adam learning rate (every optimizer).")
+    batch_size: int = Field(default=1024, ge=1, description="Requests per training step.")
+    epochs: int = Field(default=1, ge=1, description="Passes over the training days.")
+    device: str = Field(
+        default="auto", description="auto (CUDA when available), cpu, cuda or cuda:N."
+    )
+    eval_batch_size: int = Field(default=4096, ge=1, description="Requests per inference batch.")
+    eval_seed: int = Field(default=1024, description="Seed of the evaluator's tie-breaking.")
+    kendall: bool = Field(default=False, description="Also compute Kendall τ-b per stage.")
+
+
+#: Training fields that change how a run executes but not its numbers; left out of the run id.
+EXECUTION_ONLY_TRAIN_FIELDS = frozenset({"device", "eval_batch_size"})
+
+
+class RunConfig(_Strict):
+    """One run: setting, dataset, method and its hyper-parameters, training config, seed."""
+
+    setting: str = "recflow-2stage"
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    method: str
+    method_params: dict[str, Any] = Field(default_factory=dict)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    seed: int = 0
+
+    def resolved(self) -> RunConfig:
+        """The same run with every method default filled in (so equal runs compare equal).
+
+        Raises CascbenchError for an unknown setting or method or invalid hyper-parameters.
+        """
+        setting = get_setting(self.setting)
+        method_class = get_method_class(self.method)
+        params = validate_params(self.method, method_class.Params, self.method_params)
+        params = method_class.resolve_params(setting, params)
+        return self.model_copy(update={"method_params": params.model_dump(mode="json")})
+
+    def run_id(self) -> str:
+        """A 16-hex-digit hash of the resolved config and the evaluator version."""
+        identity = self.resolved().model_dump(
+            mode="json", exclude={"train": set(EXECUTION_ONLY_TRAIN_FIELDS)}
+        )
+        identity["evaluator_version"] = EVALUATOR_VERSION
+        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,136 @@
+"""The Method contract, its typed hyper-parameters, and the registry (DESIGN.md "Interfaces").
+
+A method is a torch.nn.Module holding configuration and any learnable loss weights; its loss is a
+pure function of the stage scores [T, B, N] and the Targets. Hyper-parameters are declared as a
+pydantic model (`Params`) whose defaults are the reference values, so the CLI, configs and run ids
+all see the same typed, validated values.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import pydantic
+import torch
+
+from cascbench.batch import Targets
+from cascbench.errors import CascbenchError, unknown_name_error
+from cascbench.settings import Setting
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "cascbench.methods"
+
+
+class MethodParams(pydantic.BaseModel):
+    """Base of every method's hyper-parameters: typed, immutable, unknown names refused."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass
+class LossOutput:
+    """total: the scalar to backpropagate; parts: named terms (detached or not) for logging."""
+
+    total: torch.Tensor
+    parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Method(torch.nn.Module):
+    """Base class of a cascade training method.
+
+    Subclasses set `Params` (a MethodParams subclass), may override `supports` to refuse settings
+    they cannot handle, and implement `loss(scores, targets)`. After construction `self.params`
+    holds the validated hyper-parameters, setting-dependent defaults resolved.
+    """
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[MethodParams]] = MethodParams
+    summary: ClassVar[str] = ""
+
+    def __init__(self, setting: Setting, **params: Any) -> None:
+        super().__init__()
+        self.setting = setting
+        self.params = self.resolve_params(setting, validate_params(self.name, self.Params, params))
+
+    @classmethod
+    def resolve_params(cls, setting: Setting, params: MethodParams) -> MethodParams:
+        """Fill in defaults that depend on the setting (override where a default is None)."""
+        return params
+
+    def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
+        """scores: float32 [T, B, N] (stage t's logits); targets: Targets [B, N]."""
+        raise NotImplementedError
+
+
+def validate_params(method: str, params_model: type[MethodParams], values: dict) -> MethodParams:
+    """Validate hyper-parameters, turning pydantic's report into one message naming method,
+    parameter and what is allowed."""
+    try:
+        return params_model(**values)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "(parameters)"
+            if error["type"] == "extra_forbidden":
+                allowed = ", ".join(params_model.model_fields) or "none"
+                problems.append(f"unknown parameter {where!r} (valid parameters: {allowed})")
+            else:
+                problems.append(f"parameter {where!r}: {error['msg']} (got {error.get('input')!r})")
+        raise CascbenchError(f"method {method!r}: " + "; ".join(problems)) from None
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+_loaded = False
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator registering a Method subclass under `name` (in-tree or in a user package)."""
+
+    def decorate(cls: type[Method]) -> type[Method]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise CascbenchError(
+                f"method name {name!r} is already registered by {_REGISTRY[name]}."
+            )
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_methods() -> None:
+    """Import the in-tree methods and the entry points of group "cascbench.methods" once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    importlib.import_module("cascbench.methods")
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except Exception as exc:  # a broken plug-in must not hide the in-tree methods
+            logger.warning("could not load method plug-in %r: %s", entry.name, exc)
+
+
+def list_methods() -> dict[str, type[Method]]:
+    """The registered methods by name."""
+    _load_methods()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_method_class(name: str) -> type[Method]:
+    methods = list_methods()
+    if name not in methods:
+        raise unknown_name_error("method", name, methods)
+    return methods[name]
+
+
+def get_method(name: str, setting: Setting, **params: Any) -> Method:
+    """Build a registered method for a setting; hyper-parameters are validated here."""
+    return get_method_class(name)(setting, **params)

@@ -1,0 +1,179 @@
+"""Per-request cascade metrics (SPEC §3) and `evaluate`.
+
+Pure tensor functions first; `evaluate` runs them over chunks of requests and averages per request,
+so its results do not depend on the chunk size. Every metric is computed over valid candidates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from cascbench.batch import Targets
+from cascbench.cascade import cascade_select, tie_break_priority, top_q
+from cascbench.errors import CascbenchError
+from cascbench.settings import Setting
+
+#: Bumped whenever a metric's definition changes: it is part of every run id.
+EVALUATOR_VERSION = "1"
+
+
+def ground_truth(
+    relevance: torch.Tensor, eligible: torch.Tensor, k: int, priority: torch.Tensor
+) -> torch.Tensor:
+    """bool [B, N]: the (at most) K eligible items with the highest relevance.
+
+    With labels, eligible = the valid items of the ground-truth group (group 0), so a short
+    ground-truth group gives |GT| < K instead of promoting negatives; with the true utility of a
+    synthetic world (oracle metrics), eligible = all valid items.
+    """
+    return top_q(relevance, eligible, k, priority)
+
+
+def set_recall(selected: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """float32 [B]: |selected ∩ truth| / |truth| (NaN where truth is empty). Inputs bool [B, N]."""
+    hits = (selected & truth).sum(-1).float()
+    return hits / truth.sum(-1).float()
+
+
+def ndcg_at_k(scores: torch.Tensor, gain: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """float32 [B]: NDCG@k with linear gain, discount 1/log2(1 + rank), tied scores averaged.
+
+    As sklearn's ndcg_score(ignore_ties=False): a block of tied scores covering positions
+    a+1..a+b contributes its mean gain times the sum of the discounts of those positions (up to k).
+    IDCG sorts the gains; 0 where IDCG = 0. scores, gain: float [B, N]; mask: bool [B, N].
+    """
+    scores, gain = scores.double(), torch.where(mask, gain.double(), 0.0)
+    valid_pair = mask.unsqueeze(-1) & mask.unsqueeze(-2)  # [B, i, j]
+    above = ((scores.unsqueeze(-1) < scores.unsqueeze(-2)) & valid_pair).sum(-1)  # n with s_j > s_i
+    tied = ((scores.unsqueeze(-1) == scores.unsqueeze(-2)) & valid_pair).sum(-1).clamp(min=1)
+    n = scores.shape[-1]
+    discount = 1.0 / torch.log2(torch.arange(2, n + 2, device=scores.device, dtype=torch.float64))
+    cumulative = torch.cat([discount.new_zeros(1), discount.cumsum(0)])  # cumulative[p] = Σ_{q≤p}
+    cumulative[k + 1 :] = cumulative[k]  # positions beyond k earn nothing
+    block_discount = cumulative[(above + tied).clamp(max=n)] - cumulative[above]
+    dcg = (gain * block_discount / tied).sum(-1)
+    ideal = gain.sort(dim=-1, descending=True).values[..., :k]
+    idcg = (ideal * discount[: ideal.shape[-1]]).sum(-1)
+    safe = torch.where(idcg > 0, idcg, 1.0)
+    return torch.where(idcg > 0, dcg / safe, 0.0).float()
+
+
+def kendall_tau_b(scores: torch.Tensor, label: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """float32 [B]: Kendall τ-b between scores and labels over valid items (NaN if undefined).
+
+    τ_b = Σ_{i<j} sgn(Δs)·sgn(Δℓ) / sqrt(Σ_{i<j} |sgn Δs| · Σ_{i<j} |sgn Δℓ|). Inputs [B, N].
+    """
+    valid_pair = (mask.unsqueeze(-1) & mask.unsqueeze(-2)).double()
+    sign_s = torch.sign(scores.double().unsqueeze(-1) - scores.double().unsqueeze(-2)) * valid_pair
+    sign_l = torch.sign(label.double().unsqueeze(-1) - label.double().unsqueeze(-2)) * valid_pair
+    concordance = (sign_s * sign_l).sum((-1, -2))  # every pair counted twice, which cancels
+    denominator = torch.sqrt(sign_s.abs().sum((-1, -2)) * sign_l.abs().sum((-1, -2)))
+    return (concordance / denominator).float()
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Metrics of an evaluation.
+
+    per_request: metric name -> float32 [B]; NaN for requests that were skipped (no ground-truth
+    item) and for undefined values (Kendall τ on constant scores).
+    means: metric name -> mean over the evaluated requests (NaNs ignored).
+    evaluated: bool [B], the requests that have at least one ground-truth item.
+    """
+
+    per_request: dict[str, torch.Tensor]
+    means: dict[str, float]
+    evaluated: torch.Tensor
+
+    @property
+    def n_evaluated(self) -> int:
+        return int(self.evaluated.sum())
+
+
+def _check_inputs(scores: torch.Tensor, targets: Targets, setting: Setting) -> None:
+    expected = (setting.n_stages, *targets.label.shape)
+    if scores.dim() != 3 or tuple(scores.shape) != expected:
+        raise CascbenchError(
+            f"scores have shape {tuple(scores.shape)}; setting {setting.name!r} with these targets "
+            f"needs [T, B, N] = {list(expected)}."
+        )
+    if targets.label.shape[-1] != setting.n_candidates:
+        raise CascbenchError(
+            f"targets have N={targets.label.shape[-1]} candidates; setting {setting.name!r} has "
+            f"N={setting.n_candidates}."
+        )
+    for name, stage_scores in zip(setting.stage_names, scores, strict=True):
+        bad = ~torch.isfinite(stage_scores) & targets.mask
+        if bad.any():
+            raise CascbenchError(
+                f"stage {name!r} produced {int(bad.sum())} NaN or infinite scores on valid "
+                f"candidates; the evaluator needs finite scores."
+            )
+
+
+def _evaluate_chunk(
+    scores: torch.Tensor,
+    targets: Targets,
+    setting: Setting,
+    priority: torch.Tensor,
+    kendall: bool,
+) -> dict[str, torch.Tensor]:
+    mask, k = targets.mask, setting.k
+    truth = ground_truth(targets.label, mask & (targets.group == 0), k, priority)
+    alive = cascade_select(scores, mask, setting.quotas, priority)
+    metrics = {"joint_recall": set_recall(alive[-1], truth)}
+    oracle_truth = None
+    if targets.utility is not None:
+        oracle_truth = ground_truth(targets.utility, mask, k, priority)
+        metrics["oracle/joint_recall"] = set_recall(alive[-1], oracle_truth)
+    for t, (name, quota) in enumerate(zip(setting.stage_names, setting.quotas, strict=True)):
+        alone = top_q(scores[t], mask, quota, priority)
+        metrics[f"recall/{name}"] = set_recall(alone, truth)
+        metrics[f"ndcg/{name}"] = ndcg_at_k(scores[t], targets.label, mask, k)
+        metrics[f"survival/{name}"] = set_recall(alive[t], truth)
+        if kendall:
+            metrics[f"kendall/{name}"] = kendall_tau_b(scores[t], targets.label, mask)
+        if oracle_truth is not None:
+            metrics[f"oracle/recall/{name}"] = set_recall(alone, oracle_truth)
+    evaluated = truth.any(-1)
+    return {name: torch.where(evaluated, v, torch.nan) for name, v in metrics.items()}
+
+
+def evaluate(
+    scores: torch.Tensor,
+    targets: Targets,
+    setting: Setting,
+    seed: int = 0,
+    *,
+    kendall: bool = False,
+    chunk_size: int = 4096,
+) -> EvalResult:
+    """Evaluate every stage's scores on B requests with the hard cascade of `setting`.
+
+    scores: float [T, B, N], stage t's score of candidate j; targets: Targets [B, N].
+    seed drives the tie-breaking of equal scores (request b's tie order depends only on seed and b).
+    Metrics: "joint_recall", and per stage name "recall/", "ndcg/", "survival/" (and "kendall/"
+    when kendall=True); with a true utility in the targets, "oracle/joint_recall" and
+    "oracle/recall/<stage>" against the true top-K. Raises CascbenchError on NaN/inf scores.
+    """
+    _check_inputs(scores, targets, setting)
+    chunks: list[dict[str, torch.Tensor]] = []
+    batch_size = targets.label.shape[0]
+    for start in range(0, batch_size, chunk_size):
+        rows = slice(start, start + chunk_size)
+        part = targets[rows]
+        priority = tie_break_priority(tuple(part.label.shape), seed, start, scores.device)
+        chunks.append(_evaluate_chunk(scores[:, rows], part, setting, priority, kendall))
+    names = chunks[0].keys() if chunks else []
+    per_request = {name: torch.cat([c[name] for c in chunks]).cpu() for name in names}
+    evaluated = ~per_request["joint_recall"].isnan() if chunks else torch.zeros(0, dtype=torch.bool)
+    means = {name: _nanmean(values) for name, values in per_request.items()}
+    return EvalResult(per_request=per_request, means=means, evaluated=evaluated)
+
+
+def _nanmean(values: torch.Tensor) -> float:
+    finite = values[~values.isnan()]
+    return float(finite.double().mean()) if finite.numel() else math.nan

@@ -1,0 +1,203 @@
+"""Embedding tables and feed-forward towers shared by the stage models (SPEC §6).
+
+Every stage model owns one `StageEmbeddings`: one table per id field (the tables of a group of
+fields are stored as one matrix). Sequence items and candidates share the item-field tables (a video
+in the history and the same video as a candidate are one row); stages share nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from cascbench.batch import Batch
+from cascbench.data import FeatureSchema
+from cascbench.errors import CascbenchError
+
+# A small normal init keeps an id that training rarely or never updates (one pass over millions
+# of videos: most rows get a handful of updates, test-day videos none) close to a neutral zero
+# vector instead of unit-variance noise that would swamp the other fields. 0.01 is about one Adam
+# step at the paper's lr (0.01), so a row leaves its init as soon as it is trained. It also starts
+# DIN's attention near uniform (mean pooling) and every stage near a constant score.
+EMBEDDING_INIT_STD = 0.01
+
+
+class FieldEmbeddings(nn.Module):
+    """The embedding tables of several id fields, stored as one matrix.
+
+    Field i owns rows offsets[i] .. offsets[i] + vocab[i] - 1, initialised like a table of its own:
+    mathematically one `nn.Embedding(vocab[i], dim)` per field. Stored together, a lookup of k
+    fields is one gather forward and one scatter backward instead of k of each, and needs no
+    concatenation. At paper sizes DSSM's and MLP's forward + backward on a GPU are bound by
+    launching kernels, and this cuts their time 2-3x.
+
+    Id 0 (padding or missing value) has an ordinary, trained row: padded sequence positions are
+    excluded by `sequence_mask`, not by their ids.
+    """
+
+    def __init__(self, fields: Sequence[tuple[str, int]], dim: int) -> None:
+        super().__init__()
+        self.names = tuple(name for name, _ in fields)
+        self.dim = dim
+        vocab = torch.tensor([size for _, size in fields], dtype=torch.long)
+        self.register_buffer("vocab", vocab, persistent=False)
+        self.register_buffer("offsets", torch.cumsum(vocab, 0) - vocab, persistent=False)
+        self.table = nn.Embedding(int(vocab.sum()), dim)
+        nn.init.normal_(self.table.weight, std=EMBEDDING_INIT_STD)
+
+    def field_rows(self, name: str) -> slice:
+        """The rows of `self.table.weight` that hold field `name`'s table."""
+        i = self.names.index(name)
+        start = int(self.offsets[i])
+        return slice(start, start + int(self.vocab[i]))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids: int32/int64 [..., k], the first k fields in order. Returns float [..., k * dim]."""
+        k = ids.shape[-1]
+        _check_ids(ids, self.vocab[:k], self.names[:k])
+        return self.table(ids + self.offsets[:k]).flatten(-2)
+
+
+def _check_ids(ids: torch.Tensor, vocab: torch.Tensor, names: tuple[str, ...]) -> None:
+    """Fail on an id outside its field's vocabulary.
+
+    In one matrix such an id would silently read another field's rows, where a table of its own
+    would fail; this keeps that failure.
+    """
+    in_range = (ids >= 0) & (ids < vocab)
+    if ids.device.type != "cpu":
+        # Asserted on the device, as nn.Embedding does: a host-side check would stall the GPU.
+        torch._assert_async(in_range.all(), "an id is outside its field's vocabulary")
+    elif not in_range.all():
+        field_ok = in_range.reshape(-1, len(names)).all(0).tolist()
+        bad = [name for name, ok in zip(names, field_ok, strict=True) if not ok]
+        raise CascbenchError(
+            f"ids outside the vocabulary of field(s) {bad} (sizes {vocab.tolist()} for "
+            f"{list(names)}): the FeatureSchema does not match the data."
+        )
+
+
+class StageEmbeddings(nn.Module):
+    """The id tables of one stage model: context fields, item fields and candidate-only fields."""
+
+    def __init__(self, schema: FeatureSchema, dim: int) -> None:
+        super().__init__()
+        self.schema = schema
+        self.context = FieldEmbeddings(schema.context_fields, dim)
+        # Item fields first, so a sequence [.., F] uses the first F tables and a candidate
+        # [.., F + E] all of them, in the array column order.
+        self.item = FieldEmbeddings(schema.item_fields + schema.candidate_fields, dim)
+
+    @property
+    def context_width(self) -> int:
+        """C * d."""
+        return self.schema.n_context * self.context.dim
+
+    @property
+    def item_width(self) -> int:
+        """F * d: one sequence item, or the item fields of a candidate."""
+        return self.schema.n_item * self.item.dim
+
+    @property
+    def candidate_width(self) -> int:
+        """(F + E) * d."""
+        return self.schema.n_candidate * self.item.dim
+
+    def context_input(self, batch: Batch) -> torch.Tensor:
+        """[B, C * d]."""
+        _check_width("context", batch.context, self.schema.n_context)
+        return self.context(batch.context)
+
+    def sequence_input(self, batch: Batch) -> torch.Tensor:
+        """[B, L, F * d], padded positions included (mask them with `batch.sequence_mask`)."""
+        _check_width("sequence", batch.sequence, self.schema.n_item)
+        if batch.sequence_mask.shape != batch.sequence.shape[:-1]:
+            raise CascbenchError(
+                f"sequence_mask has shape {tuple(batch.sequence_mask.shape)}, expected "
+                f"{tuple(batch.sequence.shape[:-1])} (the sequence's [B, L])."
+            )
+        return self.item(batch.sequence)
+
+    def candidate_input(self, batch: Batch) -> torch.Tensor:
+        """[B, N, (F + E) * d]: the item fields' embeddings, then the candidate-only fields'."""
+        _check_width("candidates", batch.candidates, self.schema.n_candidate)
+        return self.item(batch.candidates)
+
+    def user_input(self, batch: Batch) -> torch.Tensor:
+        """[B, (C + F) * d]: context embeddings ‖ mean of the valid sequence items' embeddings."""
+        sequence = masked_mean(self.sequence_input(batch), batch.sequence_mask)
+        return torch.cat([self.context_input(batch), sequence], dim=-1)
+
+
+def _check_width(name: str, ids: torch.Tensor, expected: int) -> None:
+    if ids.shape[-1] != expected:
+        raise CascbenchError(
+            f"batch.{name} has {ids.shape[-1]} id fields (shape {tuple(ids.shape)}); the model's "
+            f"FeatureSchema has {expected}."
+        )
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the valid positions: values [B, L, D], mask bool [B, L] -> [B, D].
+
+    A row with no valid position gets zeros (the count is clamped to 1), never NaN.
+    """
+    weights = mask.to(values.dtype).unsqueeze(1)  # [B, 1, L]
+    total = torch.bmm(weights, values).squeeze(1)  # masked sum without a [B, L, D] temporary
+    return total / weights.sum(-1).clamp(min=1.0)
+
+
+def split_linear(layer: nn.Linear, parts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Each part's share of `layer(torch.cat(parts, -1))`, without building the concatenation.
+
+    W·[x_1 ‖ … ‖ x_k] + b = Σ_i W_i·x_i + b, where W_i are the columns of W that x_i meets. Parts
+    may have different broadcastable leading shapes (e.g. a request part [B, 1, a] and a candidate
+    part [B, N, c]): each is projected at its own size, and the shares sum, broadcasting, to the
+    full output. The bias goes to the smallest share, where adding it costs least.
+    """
+    widths = [part.shape[-1] for part in parts]
+    if sum(widths) != layer.in_features:
+        raise CascbenchError(
+            f"split_linear: parts of widths {widths} sum to {sum(widths)}, the layer takes "
+            f"{layer.in_features}."
+        )
+    weights = torch.split(layer.weight, widths, dim=1)
+    smallest = min(range(len(parts)), key=lambda i: parts[i].numel())
+    return [
+        nn.functional.linear(part, weight, layer.bias if i == smallest else None)
+        for i, (part, weight) in enumerate(zip(parts, weights, strict=True))
+    ]
+
+
+class FeedForward(nn.Sequential):
+    """Linear layers of the given sizes (input size first) with ReLU between them.
+
+    The last layer is linear: a tower's output feeds a dot product or is a logit, and a final ReLU
+    would clip it to be non-negative. Linear layers keep torch's default init.
+    """
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        layers: list[nn.Module] = []
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+            if i > 0:
+                # In place is safe: a Linear's backward needs its input, not its output.
+                layers.append(nn.ReLU(inplace=True))
+            layers.append(nn.Linear(fan_in, fan_out))
+        super().__init__(*layers)
+
+    def forward_parts(self, parts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Same as `self(torch.cat(broadcast parts, -1))`, with the first layer split per part.
+
+        A part shared by all candidates of a request ([B, 1, a]) is then projected once per
+        request instead of once per candidate.
+        """
+        shares = split_linear(self[0], parts)
+        hidden = shares[0]
+        for share in shares[1:]:
+            hidden = hidden + share
+        for layer in list(self)[1:]:
+            hidden = layer(hidden)
+        return hidden

@@ -1,0 +1,1 @@
+"""Tables (and, later, statistics and figures) built from the result store."""

@@ -1,0 +1,35 @@
+"""Datasets: each turns its source into the canonical arrays (`cascbench.data.CascadeData`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from cascbench.data import CascadeData
+from cascbench.errors import CascbenchError
+from cascbench.experiment.config import DatasetConfig
+from cascbench.settings import get_setting
+
+
+def load_dataset(config: DatasetConfig, setting_name: str) -> CascadeData:
+    """The dataset of a run, laid out for the named setting.
+
+    Synthetic worlds are generated once per process and reused by every run that asks for the same
+    world (the seeds of a grid share one world).
+    """
+    key = config.model_dump_json()
+    return _load_cached(key, setting_name)
+
+
+@lru_cache(maxsize=4)
+def _load_cached(config_json: str, setting_name: str) -> CascadeData:
+    from cascbench.datasets.synthetic import WorldConfig, generate_world, get_world_config
+
+    config = DatasetConfig.model_validate_json(config_json)
+    if config.kind != "synthetic":
+        raise CascbenchError(f"dataset kind {config.kind!r} is not supported; use 'synthetic'.")
+    preset = get_world_config(config.world)
+    try:
+        world = WorldConfig(**{**preset.model_dump(), **config.world_options})
+    except ValueError as exc:
+        raise CascbenchError(f"world options {config.world_options}: {exc}") from None
+    return generate_world(get_setting(setting_name), world, seed=config.seed)

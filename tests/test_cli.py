@@ -1,0 +1,136 @@
+"""The CLI end to end on the tiny world, through typer's CliRunner."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cascbench.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    result = invoke(
+        "run",
+        "--methods",
+        "lcron,rankflow,bce",
+        "--world",
+        "tiny",
+        "--seeds",
+        "0-1",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "64",
+        "--results-dir",
+        root,
+    )
+    assert result.exit_code == 0, result.output
+    return root, result
+
+
+def test_run_writes_one_complete_folder_per_run(results):
+    root, result = results
+    folders = sorted((root / "runs").iterdir())
+    assert len(folders) == 6
+    for folder in folders:
+        names = {p.name for p in folder.iterdir()}
+        assert {
+            "config.json",
+            "metrics.json",
+            "per_request.parquet",
+            "curve.parquet",
+            "DONE",
+        } <= names
+        metrics = json.loads((folder / "metrics.json").read_text())["metrics"]
+        assert 0.0 <= metrics["joint_recall"] <= 1.0
+    assert "done" in result.output
+
+
+def test_rerun_skips_finished_runs(results):
+    root, _ = results
+    before = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/DONE")}
+    result = invoke(
+        "run",
+        "--methods",
+        "lcron,rankflow,bce",
+        "--world",
+        "tiny",
+        "--seeds",
+        "0-1",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "64",
+        "--results-dir",
+        root,
+    )
+    assert result.exit_code == 0, result.output
+    assert {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/DONE")} == before
+    assert "6" in result.output  # six skipped
+
+
+def test_report_prints_mean_and_std_per_method(results):
+    root, _ = results
+    result = invoke("report", "--results-dir", root, "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    for method in ("lcron", "rankflow", "bce"):
+        assert f"| {method} | 2 |" in result.output
+    assert "joint_recall" in result.output and "ndcg/ranking" in result.output
+    assert "±" in result.output
+
+
+def test_report_csv_has_one_row_per_cell(results):
+    root, _ = results
+    result = invoke("report", "--results-dir", root, "--format", "csv")
+    lines = result.output.strip().splitlines()
+    assert lines[0] == "setting,dataset,method,metric,mean,std,n"
+    assert len(lines) == 1 + 3 * 6  # 3 methods × (joint recall, oracle, 2 stages × 2)
+
+
+def test_unknown_method_lists_valid_names_and_suggests():
+    result = invoke("run", "--methods", "lcorn", "--world", "tiny")
+    assert result.exit_code == 2
+    assert "Did you mean 'lcron'?" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_setting_and_bad_seeds_are_errors():
+    assert "Did you mean 'recflow-2stage'" in invoke("run", "--setting", "recflow-2stag").output
+    result = invoke("run", "--seeds", "4-1")
+    assert result.exit_code == 2 and "seeds" in result.output
+
+
+def test_invalid_hyper_parameter_is_reported(tmp_path):
+    result = invoke(
+        "run", "--methods", "lcron", "--param", "lcron.tau=-1", "--results-dir", tmp_path
+    )
+    assert result.exit_code == 2
+    assert "'tau'" in result.output
+
+
+def test_report_on_missing_results_says_what_to_do(tmp_path):
+    result = invoke("report", "--results-dir", tmp_path / "nothing")
+    assert result.exit_code == 2
+    assert "cascbench run" in result.output
+
+
+def test_list_methods_and_settings():
+    methods = invoke("list", "methods", "--verbose")
+    assert methods.exit_code == 0
+    assert "lcron" in methods.output and "tau" in methods.output
+    settings = invoke("list", "settings")
+    assert "recflow-3stage" in settings.output
+    assert invoke("list", "metods").exit_code == 2
+
+
+def test_help_has_examples():
+    result = invoke("run", "--help")
+    assert result.exit_code == 0 and "cascbench run --methods" in result.output

@@ -1,0 +1,44 @@
+"""The GPU tier (`pytest -m gpu`): the same numbers on CUDA as on the CPU, and a run on CUDA."""
+
+import pytest
+import torch
+
+import cascbench as cb
+from cascbench.datasets import load_dataset
+from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
+from cascbench.train import train_run
+from helpers import random_targets
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def test_evaluate_on_cuda_equals_cpu(generator):
+    setting = cb.get_setting("recflow-3stage")
+    targets = random_targets(setting, 3000, generator)
+    scores = torch.round(torch.randn(3, 3000, 50, generator=generator) * 4) / 4  # ties
+    on_cpu = cb.evaluate(scores, targets, setting, seed=5, kendall=True)
+    on_gpu = cb.evaluate(scores.cuda(), targets.to("cuda"), setting, seed=5, kendall=True)
+    for name, values in on_cpu.per_request.items():
+        torch.testing.assert_close(on_gpu.per_request[name], values, equal_nan=True)
+
+
+@pytest.mark.parametrize("method", ["bce", "rankflow", "lcron"])
+def test_losses_on_cuda_equal_cpu(method, generator):
+    setting = cb.get_setting("recflow-2stage")
+    targets = random_targets(setting, 256, generator)
+    scores = torch.randn(2, 256, 40, generator=generator)
+    on_cpu = cb.get_method(method, setting).loss(scores, targets).total
+    on_gpu = cb.get_method(method, setting).cuda().loss(scores.cuda(), targets.to("cuda")).total
+    torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=1e-5)
+
+
+def test_a_run_on_cuda_keeps_its_data_on_the_device():
+    dataset = DatasetConfig(world="tiny")
+    config = RunConfig(method="lcron", dataset=dataset, train=TrainConfig(device="cuda"))
+    record = train_run(config, load_dataset(dataset, "recflow-2stage"))
+    assert record.stats["device"].startswith("cuda")
+    assert record.stats["peak_gpu_mb"] > 0
+    assert 0.0 <= record.metrics["joint_recall"] <= 1.0
