@@ -111,7 +111,7 @@ class CascadeData:
 
     def rows_of_days(self, days: list[int]) -> torch.Tensor:
         """int64 [R']: the row indices of the requests on the given days, in row order."""
-        return torch.nonzero(torch.isin(self.day, torch.tensor(days)), as_tuple=True)[0]
+        return torch.nonzero(torch.isin(self.day, torch.tensor(days, device=self.day.device)))[:, 0]
 
     def targets(self, rows: torch.Tensor | None = None) -> Targets:
         """The Targets of the given rows (all rows by default)."""

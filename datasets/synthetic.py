@@ -78,7 +78,7 @@ class WorldConfig(BaseModel):
 
     # Requests.
     days: int = Field(4, ge=1, description="Number of days; the last one is the test day.")
-    requests_per_day: int = Field(12_000, ge=1, description="Requests generated per day.")
+    requests_per_day: int = Field(9_000, ge=1, description="Requests generated per day.")
     user_popularity_exponent: float = Field(
         0.8,
         ge=0.0,

@@ -134,3 +134,9 @@ def test_list_methods_and_settings():
 def test_help_has_examples():
     result = invoke("run", "--help")
     assert result.exit_code == 0 and "cascbench run --methods" in result.output
+
+
+def test_debug_shows_the_traceback():
+    result = invoke("--debug", "run", "--methods", "lcorn")
+    assert result.exit_code != 0
+    assert type(result.exception).__name__ == "CascbenchError"

@@ -258,6 +258,19 @@ def test_din_scores_and_gradients_equal_the_concatenated_form() -> None:
         torch.testing.assert_close(g, w)
 
 
+def test_din_attention_in_cpu_blocks_equals_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = make_model("din", torch.float64)
+    batch = make_batch()
+    params = list(model.parameters())
+    whole = model(batch)
+    whole_grads = torch.autograd.grad(whole.sum(), params)
+    monkeypatch.setattr("cascbench.models.din._CPU_BLOCK_ELEMENTS", 1)  # one request per block
+    blocked = model(batch)
+    torch.testing.assert_close(blocked, whole)
+    for g, w in zip(torch.autograd.grad(blocked.sum(), params), whole_grads, strict=True):
+        torch.testing.assert_close(g, w)
+
+
 def test_attention_logits_function_passes_gradcheck() -> None:
     g = torch.Generator().manual_seed(1)
     sequence = torch.randn(2, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)

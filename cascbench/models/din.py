@@ -45,7 +45,13 @@ class DIN(nn.Module):
         """
         hidden_layer, output_layer = self.attention[0], self.attention[-1]
         sequence_share, item_share = split_linear(hidden_layer, [sequence, items])
-        logits = _AttentionLogits.apply(sequence_share, item_share, output_layer.weight.view(-1))
+        weight = output_layer.weight.view(-1)
+        rows = _rows_per_block(sequence_share, item_share)
+        blocks = [
+            _AttentionLogits.apply(sequence_share[i : i + rows], item_share[i : i + rows], weight)
+            for i in range(0, sequence_share.shape[0], rows)
+        ]
+        logits = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
         return logits + output_layer.bias
 
     def interest(
@@ -112,6 +118,20 @@ class _AttentionLogits(torch.autograd.Function):
         grad_pre = hidden.sign_().mul_(grad.unsqueeze(-1))  # 1[pre-activation > 0] · grad
         weight = weight.to(hidden.dtype)
         return grad_pre.sum(1) * weight, grad_pre.sum(2) * weight, grad_weight
+
+
+# On the CPU a whole batch's [B, N, L, H] block is hundreds of MB, which the allocator maps and
+# unmaps at every step (page faults took a fifth of DIN's time); blocks of at most 32 MiB are
+# reused and stay closer to the caches. A GPU gains nothing from blocks and runs the batch at once.
+_CPU_BLOCK_ELEMENTS = 2**23
+
+
+def _rows_per_block(sequence: torch.Tensor, items: torch.Tensor) -> int:
+    """Requests per attention block: [B, L, H], [B, N, H] -> rows of at most 2**23 elements."""
+    batch, length, hidden = sequence.shape
+    if sequence.device.type != "cpu":
+        return max(batch, 1)
+    return max(1, _CPU_BLOCK_ELEMENTS // (items.shape[1] * length * hidden))
 
 
 def _hidden(sequence: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
