@@ -1,6 +1,6 @@
 """Training throughput and memory per method, read from the run folders of a results directory.
 
-    python benchmarks/throughput.py results/demo
+python benchmarks/throughput.py results/demo
 """
 
 from __future__ import annotations
