@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -16,6 +16,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cascbench.errors import CascbenchError, unknown_name_error
+
+if TYPE_CHECKING:  # the library (and torch) is imported only by the commands that need it
+    from cascbench.experiment.config import RunConfig
+    from cascbench.experiment.grid import GridSummary
+    from cascbench.experiment.store import ResultStore
 
 app = typer.Typer(
     name="cascbench",
@@ -122,7 +127,7 @@ def run(
 ) -> None:
     """Train every method with every seed and store one folder per run."""
     from cascbench.experiment.config import DatasetConfig, TrainConfig
-    from cascbench.experiment.grid import expand_grid, parse_seeds, run_grid
+    from cascbench.experiment.grid import expand_grid, parse_seeds
     from cascbench.experiment.store import ResultStore
 
     with _user_errors():
@@ -145,13 +150,15 @@ def run(
             _method_params(param, method_names),
         )
         store = ResultStore(results_dir)
-        summary = _run_with_progress(configs, store, force, run_grid)
+        summary = _run_with_progress(configs, store, force)
     _print_summary(summary, results_dir)
     if summary.failed:
         raise typer.Exit(1)
 
 
-def _run_with_progress(configs: list, store: Any, force: bool, run_grid: Any) -> Any:
+def _run_with_progress(configs: list[RunConfig], store: ResultStore, force: bool) -> GridSummary:
+    from cascbench.experiment.grid import run_grid
+
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -162,7 +169,7 @@ def _run_with_progress(configs: list, store: Any, force: bool, run_grid: Any) ->
         overall = progress.add_task("runs", total=len(configs))
         steps = progress.add_task("", total=None, visible=False)
 
-        def on_run_start(index: int, config: Any, run_id: str) -> None:
+        def on_run_start(index: int, config: RunConfig, run_id: str) -> None:
             progress.update(overall, completed=index)
             progress.update(
                 steps,
@@ -181,7 +188,7 @@ def _run_with_progress(configs: list, store: Any, force: bool, run_grid: Any) ->
     return summary
 
 
-def _print_summary(summary: Any, results_dir: Path) -> None:
+def _print_summary(summary: GridSummary, results_dir: Path) -> None:
     table = Table(title="Grid summary")
     for column in ("done", "skipped", "failed", "wall time"):
         table.add_column(column, justify="right")

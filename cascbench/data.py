@@ -42,6 +42,12 @@ class FeatureSchema:
         return len(self.item_fields) + len(self.candidate_fields)
 
 
+_REQUIRED_ARRAYS = (
+    "context", "sequence", "sequence_mask", "candidates", "label", "group", "mask", "day",
+    "request_id",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class CascadeData:
     """R requests in canonical form; arrays are numpy (possibly memory-mapped) or torch, CPU.
@@ -66,18 +72,7 @@ class CascadeData:
     utility: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        for name in (
-            "context",
-            "sequence",
-            "sequence_mask",
-            "candidates",
-            "label",
-            "group",
-            "mask",
-            "day",
-            "request_id",
-            "utility",
-        ):
+        for name in (*_REQUIRED_ARRAYS, "utility"):
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 object.__setattr__(self, name, torch.from_numpy(value))
@@ -131,19 +126,6 @@ class CascadeData:
 
     def to(self, device: torch.device | str) -> CascadeData:
         """The same data on another device (training keeps small datasets resident on the GPU)."""
-        moved = {
-            name: getattr(self, name).to(device)
-            for name in (
-                "context",
-                "sequence",
-                "sequence_mask",
-                "candidates",
-                "label",
-                "group",
-                "mask",
-                "day",
-                "request_id",
-            )
-        }
+        moved = {name: getattr(self, name).to(device) for name in _REQUIRED_ARRAYS}
         utility = None if self.utility is None else self.utility.to(device)
         return CascadeData(self.setting_name, self.schema, utility=utility, **moved)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from cascbench.batch import Batch
 from cascbench.data import CascadeData
 from cascbench.errors import CascbenchError, NonFiniteLossError
 from cascbench.experiment.config import RunConfig
@@ -69,7 +70,7 @@ def build_cascade(setting: Setting, data: CascadeData) -> torch.nn.ModuleList:
     return torch.nn.ModuleList(build_stage_model(s.model, data.schema) for s in setting.stages)
 
 
-def score(models: torch.nn.ModuleList, batch: object) -> torch.Tensor:
+def score(models: torch.nn.ModuleList, batch: Batch) -> torch.Tensor:
     """float32 [T, B, N]: every stage's scores of the batch."""
     return torch.stack([model(batch) for model in models])
 
@@ -86,7 +87,7 @@ def train_run(
         raise CascbenchError(f"the dataset has {len(days)} day(s); training needs at least 2.")
     train_days, test_day = days[:-1], days[-1]
 
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # model initialisation; shuffling has its own generator
     models = build_cascade(setting, data).to(device)
     method = get_method(config.method, setting, **config.method_params).to(device)
     optimizers = [torch.optim.Adam(m.parameters(), lr=config.train.lr) for m in models]

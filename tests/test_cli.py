@@ -8,6 +8,10 @@ from typer.testing import CliRunner
 from cascbench.cli import app
 
 runner = CliRunner()
+TINY_GRID = (
+    "run", "--methods", "lcron,rankflow,bce", "--world", "tiny", "--seeds", "0-1", "--device", "cpu",
+    "--batch-size", "64",
+)  # fmt: skip
 
 
 def invoke(*args):
@@ -17,21 +21,7 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
-    result = invoke(
-        "run",
-        "--methods",
-        "lcron,rankflow,bce",
-        "--world",
-        "tiny",
-        "--seeds",
-        "0-1",
-        "--device",
-        "cpu",
-        "--batch-size",
-        "64",
-        "--results-dir",
-        root,
-    )
+    result = invoke(*TINY_GRID, "--results-dir", root)
     assert result.exit_code == 0, result.output
     return root, result
 
@@ -57,21 +47,7 @@ def test_run_writes_one_complete_folder_per_run(results):
 def test_rerun_skips_finished_runs(results):
     root, _ = results
     before = {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/DONE")}
-    result = invoke(
-        "run",
-        "--methods",
-        "lcron,rankflow,bce",
-        "--world",
-        "tiny",
-        "--seeds",
-        "0-1",
-        "--device",
-        "cpu",
-        "--batch-size",
-        "64",
-        "--results-dir",
-        root,
-    )
+    result = invoke(*TINY_GRID, "--results-dir", root)
     assert result.exit_code == 0, result.output
     assert {p: p.stat().st_mtime_ns for p in (root / "runs").glob("*/DONE")} == before
     assert "6" in result.output  # six skipped
