@@ -52,15 +52,31 @@ class Method(torch.nn.Module):
     name: ClassVar[str] = ""
     Params: ClassVar[type[MethodParams]] = MethodParams
     summary: ClassVar[str] = ""
+    #: The numbers of stages the method is defined for (None: no upper bound).
+    min_stages: ClassVar[int] = 1
+    max_stages: ClassVar[int | None] = None
 
     def __init__(self, setting: Setting, **params: Any) -> None:
         super().__init__()
+        self.check_stages(setting)
         self.setting = setting
         self.params = self.resolve_params(setting, validate_params(self.name, self.Params, params))
 
     @classmethod
+    def check_stages(cls, setting: Setting) -> None:
+        """Refuse a setting whose number of stages the method is not defined for."""
+        t = setting.n_stages
+        if t < cls.min_stages or (cls.max_stages is not None and t > cls.max_stages):
+            upper = "any number" if cls.max_stages is None else str(cls.max_stages)
+            raise CascbenchError(
+                f"method {cls.name!r} works with {cls.min_stages} to {upper} stages; setting "
+                f"{setting.name!r} has {t}."
+            )
+
+    @classmethod
     def resolve_params(cls, setting: Setting, params: MethodParams) -> MethodParams:
-        """Fill in defaults that depend on the setting (override where a default is None)."""
+        """Fill in defaults that depend on the setting and check parameters against it (override
+        where a default is None or a range depends on N, K or the quotas)."""
         return params
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:

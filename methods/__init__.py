@@ -1,5 +1,9 @@
-"""The in-tree cascade training methods; importing this package registers them."""
+"""The in-tree cascade training methods: every module of this package registers its methods when
+imported, so a new method is one new file."""
 
-from cascbench.methods import bce, lcron, rankflow
+import importlib
+import pkgutil
 
-__all__ = ["bce", "lcron", "rankflow"]
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")

@@ -84,3 +84,48 @@ def test_prefix_mask_counts_valid_items_not_their_places():
 def test_non_positive_temperature_is_refused(tau):
     with pytest.raises(CascbenchError, match="tau"):
         neuralsort(torch.zeros(3), tau)
+
+
+@pytest.mark.parametrize("operator", [neuralsort, softsort, "label"])
+def test_clean_masking_equals_sorting_the_valid_items_alone(operator, generator):
+    scores = torch.randn(6, 9, generator=generator)
+    if operator == "label":
+        scores = torch.randint(0, 4, (6, 9), generator=generator).float()  # ties
+
+        def operator(values, tau, mask=None):
+            return label_matrix(values, mask)
+
+    mask = torch.rand(6, 9, generator=generator) > 0.35
+    mask[0] = False  # a request without valid items
+    full = operator(scores, 0.5, mask)
+    assert torch.isfinite(full).all()
+    for b in range(6):
+        valid = mask[b].nonzero()[:, 0]
+        n_valid = len(valid)
+        expected = torch.zeros(9, 9)
+        if n_valid:
+            expected[:n_valid][:, valid] = operator(scores[b, valid], 0.5)
+        torch.testing.assert_close(full[b], expected)
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_clean_masking_gives_padded_items_no_gradient(operator, generator):
+    scores = torch.randn(3, 7, generator=generator, requires_grad=True)
+    mask = torch.rand(3, 7, generator=generator) > 0.3
+    weights = torch.randn(3, 7, 7, generator=generator)
+    (grad,) = torch.autograd.grad((operator(scores, 0.8, mask) * weights).sum(), scores)
+    assert (grad[~mask] == 0).all() and (grad[mask] != 0).any()
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+@pytest.mark.parametrize("masked", [False, True])
+def test_gradcheck_in_float64(operator, masked, generator):
+    scores = torch.randn(2, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, False, True, True, False], [True] * 5]) if masked else None
+    assert operator(scores, 0.7, mask).dtype == torch.float64
+    assert torch.autograd.gradcheck(lambda s: operator(s, 0.7, mask), (scores,))
+
+
+def test_half_precision_inputs_are_sorted_in_float32():
+    assert neuralsort(torch.randn(4, dtype=torch.bfloat16), 1.0).dtype == torch.float32

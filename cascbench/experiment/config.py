@@ -61,6 +61,7 @@ class RunConfig(_Strict):
         """
         setting = get_setting(self.setting)
         method_class = get_method_class(self.method)
+        method_class.check_stages(setting)
         params = validate_params(self.method, method_class.Params, self.method_params)
         params = method_class.resolve_params(setting, params)
         return self.model_copy(update={"method_params": params.model_dump(mode="json")})
