@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -284,12 +285,14 @@ def list_(
             raise unknown_name_error("list", what, choices)
         if what == "methods":
             for name, cls in list_methods().items():
-                console.print(f"[bold]{name}[/]: {cls.summary}")
+                console.print(f"[bold]{name}[/]: ", end="")
+                console.print(cls.summary, markup=False, highlight=False)
                 if verbose:
                     for pname, field in cls.Params.model_fields.items():
                         console.print(
-                            f"    {pname} ({field.annotation}, default {field.default!r}): "
-                            f"{field.description or ''}",
+                            f"    {pname} ({_type_name(field.annotation)}, default "
+                            f"{field.default!r}): {field.description or ''}",
+                            markup=False,
                             highlight=False,
                         )
         elif what == "settings":
@@ -303,6 +306,16 @@ def list_(
 
             for name, config in WORLD_PRESETS.items():
                 console.print(f"[bold]{name}[/]: {config.model_dump()}", highlight=False)
+
+
+def _type_name(annotation: Any) -> str:
+    """A hyper-parameter's type as a user reads it: "float", "int | None", "'soft' | 'binary'"."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if args:  # a union such as int | None
+        return " | ".join(_type_name(a) for a in args)
+    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
 def main() -> None:

@@ -39,9 +39,10 @@ def neuralsort(scores: torch.Tensor, tau: float, mask: torch.Tensor | None = Non
         abs_diff_sum = ((s.unsqueeze(-1) - s.unsqueeze(-2)).abs() * pair_valid).sum(-1)  # Σ_j
         positions = torch.arange(1, n + 1, device=s.device, dtype=s.dtype)
         size = n if mask is None else mask.sum(-1, keepdim=True).to(s.dtype)  # [..., 1]
-        scaling = size + 1 - 2 * positions  # [N] or [..., N]
-        logits = scaling.unsqueeze(-1) * s.unsqueeze(-2) - abs_diff_sum.unsqueeze(-2)
-        return _masked_softmax(logits / tau, mask)
+        scaling = (size + 1 - 2 * positions) / tau  # [N] or [..., N]
+        # τ divides the small factors, not the [..., N, N] logits: one pass fewer over them.
+        logits = scaling.unsqueeze(-1) * s.unsqueeze(-2) - (abs_diff_sum / tau).unsqueeze(-2)
+        return _masked_softmax(logits, mask)
 
 
 def softsort(scores: torch.Tensor, tau: float, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,6 +99,22 @@ def label_matrix(label: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     return matrix * _row_mask(mask).unsqueeze(-1) * mask.unsqueeze(-2)
 
 
+def hard_label_matrix(label: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The hard permutation matrix of the descending label sort, ties broken by slot order.
+
+    label: [..., N]; mask: bool [..., N] or None (clean option: padded items sort last and their
+    rows and columns are zero). Returns float32 [..., N, N] with one 1 per valid row.
+    """
+    label = label.float()
+    if mask is not None:
+        label = label.masked_fill(~mask, -torch.inf)
+    order = label.argsort(dim=-1, descending=True, stable=True)  # [..., r] -> item
+    matrix = torch.nn.functional.one_hot(order, label.shape[-1]).float()
+    if mask is None:
+        return matrix
+    return matrix * _row_mask(mask).unsqueeze(-1) * mask.unsqueeze(-2)
+
+
 def prefix_mask(mask: torch.Tensor) -> torch.Tensor:
     """The release's mask: p_j = 1[j ≤ number of valid items], ignoring where padding really is.
 
@@ -108,4 +125,4 @@ def prefix_mask(mask: torch.Tensor) -> torch.Tensor:
 
 def mask_rows_and_columns(matrix: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """matrix [..., N, N] multiplied by keep ⊗ keep (keep: [..., N]), zeroing rows and columns."""
-    return matrix * keep.unsqueeze(-1) * keep.unsqueeze(-2)
+    return matrix * (keep.unsqueeze(-1) * keep.unsqueeze(-2))  # one pass over the large matrix

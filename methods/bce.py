@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from cascbench.batch import Targets
 from cascbench.method import LossOutput, Method, MethodParams, register_method
@@ -12,7 +15,15 @@ from cascbench.settings import Setting
 
 
 class BCEParams(MethodParams):
-    """No hyper-parameters: which groups each stage sees comes from the setting (Stage.bce_groups)."""
+    """Which groups each stage sees comes from the setting (Stage.bce_groups)."""
+
+    normalise: Literal["slots", "valid"] = Field(
+        default="slots",
+        description=(
+            "Divisor of each stage's summed BCE: 'slots' (reference) = B · visible slots, padded "
+            "ones included; 'valid' = the number of valid visible candidates in the batch."
+        ),
+    )
 
 
 @register_method("bce")
@@ -33,7 +44,10 @@ class IndependentBCE(Method):
         target = ground_truth_indicator(targets).expand_as(scores)
         elementwise = F.binary_cross_entropy_with_logits(scores, target, reduction="none")
         weight = (targets.mask.unsqueeze(0) & self.visible.unsqueeze(1)).float()  # [T, B, N]
-        batch_size = scores.shape[1]
-        per_stage = (elementwise * weight).sum((1, 2)) / (batch_size * self.visible.sum(-1))
+        if self.params.normalise == "slots":
+            divisor = scores.shape[1] * self.visible.sum(-1)
+        else:
+            divisor = weight.sum((1, 2)).clamp(min=1.0)
+        per_stage = (elementwise * weight).sum((1, 2)) / divisor
         parts = {f"bce/{name}": per_stage[t] for t, name in enumerate(self.setting.stage_names)}
         return LossOutput(total=per_stage.sum(), parts=parts)

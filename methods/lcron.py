@@ -1,88 +1,160 @@
-"""`lcron`: Learning Cascade Ranking as One Network (SPEC §5.6; Wang et al., ICML 2025), reference mode.
+"""`lcron`: Learning Cascade Ranking as One Network (SPEC §5.6; Wang et al., ICML 2025).
 
-Every stage's scores are relaxed into a permutation matrix with NeuralSort; from it, the soft
-probability that an item lands in a stage's top-k. L_e2e bounds the probability that a ground-truth
-item survives the whole cascade (and that a negative is dropped somewhere); each stage's L_single
-is the same objective for that stage alone. Uncertainty weighting (one learnable w_t per stage)
-combines them.
+Every stage's scores are relaxed into a permutation matrix P̂_t (NeuralSort by default); from it,
+the soft probability that an item lands in a stage's top-k. L_e2e bounds the probability that a
+ground-truth item survives the whole cascade (and that a negative is dropped somewhere); each
+stage's L_single is the same objective for that stage alone. Uncertainty weighting (one learnable
+w_t per stage) combines them. The defaults are the reference; every option is one of the paper's
+ablations (Tables 3, 4, 7, 8, App. E.1) or a clean fix of a release quirk.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 from pydantic import Field
 
 from cascbench.batch import Targets
+from cascbench.errors import CascbenchError
 from cascbench.method import LossOutput, Method, MethodParams, register_method
+from cascbench.methods._relaxed import (
+    EPS,
+    MASKING_DESCRIPTION,
+    LabelMatrix,
+    Masking,
+    Sort,
+    item_weight,
+    normalised_top_bottom,
+    relaxed_sort,
+    target_matrix,
+    top_bottom_mass,
+)
 from cascbench.settings import Setting
-from cascbench.sorting import label_matrix, mask_rows_and_columns, neuralsort, prefix_mask
-
-EPS = 1e-6
 
 
 class LCRONParams(MethodParams):
-    tau: float = Field(default=50.0, gt=0.0, description="NeuralSort temperature τ.")
-    label_matrix: Literal["soft", "binary"] | None = Field(
+    tau: float = Field(default=50.0, gt=0.0, description="Sorting temperature τ (Table 8).")
+    sort: Sort = Field(
+        default="neuralsort", description="Differentiable sorting operator (Table 7)."
+    )
+    label_matrix: LabelMatrix | None = Field(
         default=None,
         description=(
-            "Label matrix Y: 'soft' (tie blocks 1/b) or 'binary' (entries > 0.001 become 1). "
-            "None = reference: soft with two stages (or fewer), binary with three or more."
+            "Label matrix Y: 'soft' (tie blocks 1/b), 'binary' (entries > 0.001 become 1) or "
+            "'hard' (ties broken by slot order). None = reference: soft with two stages or fewer, "
+            "binary with three or more."
         ),
     )
+    k_e2e: Literal["k", "quotas"] = Field(
+        default="k",
+        description="Cutoff of stage t inside L_e2e: K for every stage (reference) or q_t (App. E.1).",
+    )
+    no_e2e: bool = Field(default=False, description="Drop L_e2e (Table 3).")
+    no_single: bool = Field(default=False, description="Drop every L_single (Table 3).")
+    weighting: Literal["uwl", "uwl_eq13"] = Field(
+        default="uwl",
+        description=(
+            "'uwl' (reference): L_e2e + Σ_t (0.5/w_t²)·L_single_t + Σ_t ln w_t. 'uwl_eq13' (the "
+            "paper's Eq. 13): L_e2e gets a learnable weight too and the regulariser is log2 Π w."
+        ),
+    )
+    fixed_weight: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="A fixed λ instead of learned weights: L = L_e2e + λ·Σ_t L_single_t (Table 4).",
+    )
+    masking: Masking = Field(default="reference", description=MASKING_DESCRIPTION)
 
 
 @register_method("lcron")
 class LCRON(Method):
-    """L = L_e2e + Σ_t (0.5 / w_t²)·L_single_t + Σ_t ln w_t, w_t learnable, starting at 1."""
+    """L = L_e2e + Σ_t (0.5 / w_t²)·L_single_t + Σ_t ln w_t, w_t learnable, starting at 1 (reference).
+
+    Works for any number of stages; with one stage L_e2e and L_single measure the same event.
+    """
 
     Params = LCRONParams
     summary = "Cascade as one network: NeuralSort survival bound L_e2e + per-stage L_single, UWL."
 
     def __init__(self, setting: Setting, **params: object) -> None:
         super().__init__(setting, **params)
-        self.weights = torch.nn.Parameter(torch.ones(setting.n_stages))
+        n_weights = {"uwl": setting.n_stages, "uwl_eq13": setting.n_stages + 1}[
+            self.params.weighting
+        ]
+        if self.params.fixed_weight is None and not self.params.no_single:
+            self.weights = torch.nn.Parameter(torch.ones(n_weights))
+        else:
+            self.weights = None  # nothing is learned: no optimizer for this method
 
     @classmethod
     def resolve_params(cls, setting: Setting, params: MethodParams) -> MethodParams:
+        if params.no_e2e and params.no_single:
+            raise CascbenchError(
+                "method 'lcron': parameters 'no_e2e' and 'no_single' cannot both be true: "
+                "nothing would be left to train."
+            )
+        if params.fixed_weight is not None and params.weighting != "uwl":
+            raise CascbenchError(
+                "method 'lcron': parameter 'fixed_weight' replaces the learned weights; leave "
+                f"'weighting' at 'uwl' (got {params.weighting!r})."
+            )
         if params.label_matrix is None:
             default = "soft" if setting.n_stages <= 2 else "binary"
             params = params.model_copy(update={"label_matrix": default})
         return params
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        k = self.setting.k
-        keep = prefix_mask(targets.mask)  # [B, N], the release's mask (SPEC §4)
-        perm = mask_rows_and_columns(neuralsort(scores, self.params.tau), keep)  # [T, B, N, N]
-        column_mass = perm.sum(-2).detach() + EPS  # C_t(j) + ε
-        top = perm[..., :k, :].sum(-2) / column_mass  # top_t(j, K): [T, B, N]
-        bottom = perm[..., k:, :].sum(-2) / column_mass  # bot_t(j, K)
-
-        target = label_matrix(targets.label)
-        if self.params.label_matrix == "binary":
-            target = (target > 0.001).float()
-        target = mask_rows_and_columns(target, keep)  # [B, N, N]
-        positive = target[..., :k, :].sum(-2)  # y⁺_j
-        negative = (1.0 - positive).clamp(0.0, 1.0)  # y⁻_j
-        below_k = target[..., k:, :].sum(-2)  # Σ_{r>K} Y[r, j]
-
-        survive = top.prod(0)  # lower bound of P(j survives every stage)
-        dropped = 1.0 - (1.0 - bottom).prod(0)
-        e2e = (
-            -(torch.log(survive + EPS) * positive).mean(-1)
-            - (torch.log(dropped + EPS) * negative).mean(-1)
-        ).mean()
-
-        enough = (targets.mask.sum(-1) > k).float()  # L_single is zero for requests with ≤ K items
-        single = -(torch.log(top + EPS) * positive * keep).mean(-1) - (
-            torch.log(bottom + EPS) * below_k * keep
-        ).mean(-1)  # [T, B]
-        single = (single * enough).mean(-1)  # [T]
-
-        total = e2e + (0.5 / self.weights.square() * single).sum() + torch.log(self.weights).sum()
-        parts = {"e2e": e2e}
-        for t, name in enumerate(self.setting.stage_names):
-            parts[f"single/{name}"] = single[t]
-            parts[f"weight/{name}"] = self.weights[t].detach()
+        k, names, p = self.setting.k, self.setting.stage_names, self.params
+        perm = relaxed_sort(scores, p.tau, targets.mask, p.masking, p.sort)  # [T, B, N, N]
+        target = target_matrix(targets.label, targets.mask, p.masking, p.label_matrix)  # [B, N, N]
+        keep = item_weight(targets.mask, p.masking)  # m_j: [B, N]
+        positive, below_k = top_bottom_mass(target, k)  # y⁺_j and Σ_{r>K} Y[r, j]
+        top, bottom = normalised_top_bottom(perm, k)  # top_t(j, K), bot_t(j, K): [T, B, N]
+        parts: dict[str, torch.Tensor] = {}
+        if not p.no_e2e:
+            if p.k_e2e == "quotas":
+                quotas = torch.tensor(self.setting.quotas).unsqueeze(-1)  # [T, 1]
+                parts["e2e"] = _e2e(*normalised_top_bottom(perm, quotas), positive)
+            else:
+                parts["e2e"] = _e2e(top, bottom, positive)
+        if not p.no_single:
+            single = -(torch.log(top + EPS) * positive * keep).mean(-1) - (
+                torch.log(bottom + EPS) * below_k * keep
+            ).mean(-1)  # [T, B]
+            enough = (targets.mask.sum(-1) > k).float()  # zero for requests with ≤ K items
+            single = (single * enough).mean(-1)  # [T]
+            parts.update({f"single/{name}": single[t] for t, name in enumerate(names)})
+        total = self._combine(parts)
+        if self.weights is not None:
+            labels = (["e2e"] if p.weighting == "uwl_eq13" else []) + list(names)
+            parts.update(
+                {f"weight/{n}": w.detach() for n, w in zip(labels, self.weights, strict=True)}
+            )
         return LossOutput(total=total, parts=parts)
+
+    def _combine(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        e2e = parts.get("e2e")
+        singles = [v for name, v in parts.items() if name.startswith("single/")]
+        if not singles:
+            return e2e
+        single = torch.stack(singles)
+        if self.params.fixed_weight is not None:
+            return (e2e if e2e is not None else 0.0) + self.params.fixed_weight * single.sum()
+        if self.params.weighting == "uwl_eq13":
+            terms = torch.cat([(e2e if e2e is not None else single.new_zeros(())).view(1), single])
+            regulariser = torch.log(self.weights).sum() / math.log(2.0)  # log2 Π w
+            return (0.5 / self.weights.square() * terms).sum() + regulariser
+        weighted = (0.5 / self.weights.square() * single).sum() + torch.log(self.weights).sum()
+        return weighted if e2e is None else e2e + weighted
+
+
+def _e2e(top: torch.Tensor, bottom: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """L_e2e = mean_b(up + down) from every stage's top/bot [T, B, N] and y⁺ [B, N]."""
+    negative = (1.0 - positive).clamp(0.0, 1.0)  # y⁻_j
+    survive = top.prod(0)  # lower bound of P(j survives every stage)
+    dropped = 1.0 - (1.0 - bottom).prod(0)
+    up = -(torch.log(survive + EPS) * positive).mean(-1)
+    down = -(torch.log(dropped + EPS) * negative).mean(-1)
+    return (up + down).mean()

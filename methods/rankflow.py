@@ -1,5 +1,6 @@
 """`rankflow`: stage-wise data flow plus distillation from the next stage (SPEC §5.3; Qin et al.,
-SIGIR 2022), in the reference form of the LCRON release.
+SIGIR 2022), in the reference form of the LCRON release, with the original paper's schedule and
+masking as clean options.
 
 Stage t+1 learns BCE on the items stage t lets through (T_t, the top-q_t of s_t within T_{t-1},
 selected without gradient); stage t learns from sg(s_{t+1}) on T_t by MSE and by a top-k term
@@ -7,6 +8,8 @@ that separates the items stage t+1 ranks high from those it ranks low.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,14 +40,37 @@ class RankFlowParams(MethodParams):
             "|P|). None = reference: K with two stages, q_{t+1} with three or more."
         ),
     )
+    masking: Literal["reference", "clean"] = Field(
+        default="reference",
+        description=(
+            "'reference': padded slots are ordinary items (targets from their group, selectable); "
+            "'clean': padded slots are never selected and count in no term."
+        ),
+    )
+    schedule: Literal["joint", "alternating"] = Field(
+        default="joint",
+        description=(
+            "'joint' (reference): every term at every step. 'alternating' (the original paper): "
+            "BCE only for `warmup_steps`, then phases of `phase_steps` steps alternate between "
+            "self-learning (BCE terms) and successor-guided learning (distillation terms)."
+        ),
+    )
+    warmup_steps: int = Field(default=100, ge=0, description="Warm start of 'alternating'.")
+    phase_steps: int = Field(default=100, ge=1, description="Phase length of 'alternating'.")
 
 
 @register_method("rankflow")
 class RankFlow(Method):
-    """RankFlow's joint training, reference mode (no alternating phases, no warm start)."""
+    """RankFlow's joint training; for T stages, BCE of stage t on T_{t−1} and distillation of
+    stage t towards sg(s_{t+1}) on T_t. With one stage it is plain BCE."""
 
     Params = RankFlowParams
     summary = "BCE on each stage's inflow plus distillation of stage t from stage t+1 (MSE, top-k)."
+
+    def __init__(self, setting: Setting, **params: object) -> None:
+        super().__init__(setting, **params)
+        # Training steps seen, for the alternating schedule; saved with the method's state.
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     @classmethod
     def resolve_params(cls, setting: Setting, params: MethodParams) -> MethodParams:
@@ -68,36 +94,73 @@ class RankFlow(Method):
             return self.params.topk_size
         return self.setting.k if self.setting.n_stages == 2 else self.setting.quotas[t + 1]
 
+    def _phase_weights(self) -> tuple[float, float]:
+        """(BCE factor, distillation factor) of this step under the schedule."""
+        if self.params.schedule == "joint":
+            return 1.0, 1.0
+        step = int(self.steps)
+        if self.training:
+            self.steps += 1
+        if step < self.params.warmup_steps:
+            return 1.0, 0.0
+        guided = ((step - self.params.warmup_steps) // self.params.phase_steps) % 2 == 1
+        return (0.0, 1.0) if guided else (1.0, 0.0)
+
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
         names, quotas = self.setting.stage_names, self.setting.quotas
-        target = ground_truth_indicator(targets)  # the reference ignores the mask
+        clean = self.params.masking == "clean"
+        target = ground_truth_indicator(targets)
+        valid = targets.mask if clean else torch.ones_like(targets.mask)
         mse_weight, topk_weight = self._weights()
-        parts = {f"bce/{names[0]}": F.binary_cross_entropy_with_logits(scores[0], target)}
-        total = parts[f"bce/{names[0]}"]
+        bce_factor, distill_factor = self._phase_weights()
+        parts = {f"bce/{names[0]}": _mean(_bce(scores[0], target), valid)}
+        total = bce_factor * parts[f"bce/{names[0]}"]
         inflow = None  # indices [B, q] of the items stage t sees; None = all candidates
         for t in range(self.setting.n_stages - 1):
-            current = gather_last(scores[t], inflow)
-            chosen = current.detach().topk(quotas[t], dim=-1).indices
+            current = gather_last(scores[t], inflow).detach()
+            current = current.masked_fill(~gather_last(valid, inflow), -torch.inf)
+            chosen = current.topk(quotas[t], dim=-1).indices
             inflow = chosen if inflow is None else inflow.gather(-1, chosen)  # T_t
             s_t, s_next = scores[t].gather(-1, inflow), scores[t + 1].gather(-1, inflow)
-            bce = F.binary_cross_entropy_with_logits(s_next, target.gather(-1, inflow))
-            mse = F.mse_loss(s_t, s_next.detach())
-            topk = _topk_distillation(s_t, s_next.detach(), self._topk_size(t))
+            kept = valid.gather(-1, inflow)
+            bce = _mean(_bce(s_next, target.gather(-1, inflow)), kept)
+            mse = _mean((s_t - s_next.detach()).square(), kept)
+            topk = _topk_distillation(s_t, s_next.detach(), self._topk_size(t), kept)
             parts[f"bce/{names[t + 1]}"] = bce
             parts[f"distill_mse/{names[t]}"] = mse
             parts[f"distill_topk/{names[t]}"] = topk
-            total = total + bce + mse_weight * mse + topk_weight * topk
+            total = total + bce_factor * bce
+            total = total + distill_factor * (mse_weight * mse + topk_weight * topk)
         return LossOutput(total=total, parts=parts)
 
 
-def _topk_distillation(student: torch.Tensor, teacher: torch.Tensor, n_top: int) -> torch.Tensor:
+def _bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+
+
+def _mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of values over the items where weight is True (all items in the reference)."""
+    weight = weight.float()
+    return (values * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def _topk_distillation(
+    student: torch.Tensor, teacher: torch.Tensor, n_top: int, valid: torch.Tensor
+) -> torch.Tensor:
     """−mean_b logσ(mean_{P} student − mean_{Q} student), P = the n_top largest of teacher, Q = the
     rest's size smallest, chosen by two separate top-k selections (they may overlap on ties).
+    With clean masking (valid not all True) invalid items are in neither set.
 
-    student, teacher: [B, q] over the same items.
+    student, teacher: [B, q] over the same items; valid: bool [B, q].
     """
     n_bottom = teacher.shape[-1] - n_top
-    top = teacher.topk(n_top, dim=-1).indices
-    bottom = (-teacher).topk(n_bottom, dim=-1).indices
-    gap = student.gather(-1, top).mean(-1) - student.gather(-1, bottom).mean(-1)
-    return -F.logsigmoid(gap).mean()
+    top = teacher.masked_fill(~valid, -torch.inf).topk(n_top, dim=-1).indices
+    bottom = (-teacher).masked_fill(~valid, -torch.inf).topk(n_bottom, dim=-1).indices
+    top_mean = _row_mean(student.gather(-1, top), valid.gather(-1, top))
+    bottom_mean = _row_mean(student.gather(-1, bottom), valid.gather(-1, bottom))
+    return -F.logsigmoid(top_mean - bottom_mean).mean()
+
+
+def _row_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    weight = weight.float()
+    return (values * weight).sum(-1) / weight.sum(-1).clamp(min=1.0)

@@ -261,15 +261,16 @@ def test_invalid_hyper_parameters_name_method_parameter_and_range():
         cb.get_method("lcron", setting, tau=0)
     with pytest.raises(CascbenchError, match=r"unknown parameter 'taux'.*valid parameters: tau"):
         cb.get_method("lcron", setting, taux=1)
-    with pytest.raises(CascbenchError, match=r"'soft' or 'binary'"):
+    with pytest.raises(CascbenchError, match=r"'soft', 'binary' or 'hard'"):
         cb.get_method("lcron", setting, label_matrix="hard2")
     with pytest.raises(CascbenchError, match="topk_size"):
         cb.get_method("rankflow", setting, topk_size=5)
 
 
 def test_unknown_method_suggests_the_closest():
-    with pytest.raises(CascbenchError, match=r"Did you mean 'lcron'\?.*bce, lcron, rankflow"):
+    with pytest.raises(CascbenchError, match=r"Did you mean 'lcron'\?") as error:
         cb.get_method("lcorn", tiny_setting(2))
+    assert all(name in str(error.value) for name in ("bce", "lcron", "rankflow"))
 
 
 def test_user_methods_register_and_build():

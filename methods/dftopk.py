@@ -1,0 +1,144 @@
+"""`dftopk`: differentiable fast top-k for cascades (SPEC §5.7; Zhu et al. 2025, "Differentiable
+Fast Top-K Selection for Large-Scale Recommendation", arXiv 2510.11472, the LCRON authors'
+follow-up).
+
+Each stage's hard "is in my top-q" indicator is relaxed into a sigmoid around a threshold that sits
+halfway between the q-th and (q+1)-th largest scores: O(N) per request, no sorting network, no
+permutation matrix. A per-stage BCE trains each stage's soft indicator towards y⁺; a joint BCE on
+the product of the indicators (the soft probability of surviving the whole cascade) trains all
+stages together; LCRON's uncertainty weighting combines them.
+
+Also home of two helpers `cloes` shares: the y⁺ target and the stable log of 1 − Π_t p_t.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from cascbench.batch import Targets
+from cascbench.method import LossOutput, Method, MethodParams, register_method
+from cascbench.methods._survival import (
+    MASKING_DESCRIPTION,
+    TARGET_DESCRIPTION,
+    Masking,
+    Target,
+    log_survival,
+    positive_target,
+    request_mean,
+)
+from cascbench.settings import Setting
+
+
+class DFTopKParams(MethodParams):
+    tau: float = Field(
+        default=1.0,
+        gt=0.0,
+        description=(
+            "Temperature τ of f_t(j) = σ((s_t,j − θ_t)/τ). 1 = the default of the authors' "
+            "operator: scores are logits, so f_t is a plain sigmoid of the margin to θ_t."
+        ),
+    )
+    threshold_at: Literal["quota", "k"] = Field(
+        default="quota",
+        description=(
+            "Where θ_t sits: between the q_t-th and (q_t+1)-th largest scores ('quota', SPEC §5.7) "
+            "or between the K-th and (K+1)-th for every stage ('k', the authors' RecFlow code, "
+            "like LCRON's k_e2e = K)."
+        ),
+    )
+    detach_threshold: bool = Field(
+        default=False,
+        description=(
+            "Stop the gradient through θ_t. False (the paper's operator): θ_t's gradient goes to "
+            "the q-th and (q+1)-th items, half each, so a request's gradient sums to zero, as "
+            "shifting all its scores changes nothing."
+        ),
+    )
+    masking: Masking = Field(default="clean", description=MASKING_DESCRIPTION)
+    target: Target = Field(default="topk", description=TARGET_DESCRIPTION)
+
+
+@register_method("dftopk")
+class DFTopK(Method):
+    """L = L_joint + Σ_t (0.5 / w_t²)·L_t + Σ_t ln w_t, w_t learnable, starting at 1 (LCRON's UWL).
+
+    f_t(j) = σ((s_t,j − θ_t)/τ), θ_t = ½(s_t,[q_t] + s_t,[q_t+1]) (the q_t-th and (q_t+1)-th
+    largest scores of the request's valid candidates); L_t = BCE(f_t, y⁺) per stage,
+    L_joint = BCE(Π_t f_t, y⁺), each a mean over valid candidates, then over requests.
+    Zhu et al. 2025 (arXiv 2510.11472). With T = 1, L = 1.5·BCE(f_1, y⁺) at w = 1.
+
+    Choices where SPEC §5.7 is silent (each with an option):
+    - θ_t over valid candidates only; a request with ≤ q_t valid candidates passes every one of
+      them through stage t (as the hard cascade does), so f_t ≡ 1 there: its L_t is 0 for that
+      request, and the joint term skips items that no stage can drop (their loss would be log 0).
+    - θ_t is not detached (the paper's operator): the loss is then invariant to shifting a
+      request's scores, and so is its gradient.
+    - y⁺ is the label-matrix top-K (SPEC §4: the K best labels, the metrics' GT).
+    - τ = 1 and clean masking by default; the authors' code also puts θ at rank K for every stage
+      and averages over all N slots: threshold_at='k', masking='none'.
+    Logs are exact: BCE-with-logits per stage, log(1 − Π f) via `log_survival`.
+    """
+
+    Params = DFTopKParams
+    summary = "Sigmoid top-q indicators around the q/(q+1) midpoint: per-stage + joint BCE, UWL."
+
+    def __init__(self, setting: Setting, **params: object) -> None:
+        super().__init__(setting, **params)
+        self.weights = torch.nn.Parameter(torch.ones(setting.n_stages))
+        quota = self.params.threshold_at == "quota"
+        ranks = setting.quotas if quota else (setting.k,) * setting.n_stages
+        self.register_buffer("ranks", torch.tensor(ranks), persistent=False)  # int64 [T]
+        self.max_rank = max(ranks)  # a Python int: no device sync per step
+
+    def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
+        scores = scores.float()
+        valid = targets.mask if self.params.masking == "clean" else torch.ones_like(targets.mask)
+        theta, active = self.thresholds(scores, valid)  # [T, B, 1] each
+        z = (scores - theta) / self.params.tau  # [T, B, N]
+        y = positive_target(targets, self.setting.k, self.params.target, valid)  # [B, N]
+
+        per_item = F.binary_cross_entropy_with_logits(z, y.expand_as(z), reduction="none")
+        stage = request_mean(per_item, valid & active)  # [T]
+
+        # f_t ≡ 1 where stage t keeps every candidate: log f_t = 0, log(1 − f_t) = "−∞"
+        log_pass = torch.where(active, F.logsigmoid(z), 0.0)
+        lowest = torch.finfo(z.dtype).min
+        log_fail = torch.where(active, F.logsigmoid(-z), lowest)
+        log_keep, log_drop = log_survival(log_pass, log_fail)  # [B, N]
+        joint_item = -(y * log_keep + (1.0 - y) * log_drop)
+        joint = request_mean(joint_item, valid & active.any(0))
+
+        weights = self.weights
+        total = joint + (0.5 / weights.square() * stage).sum() + torch.log(weights).sum()
+        parts = {"joint": joint}
+        for t, name in enumerate(self.setting.stage_names):
+            parts[f"stage/{name}"] = stage[t]
+            parts[f"weight/{name}"] = weights[t].detach()
+        return LossOutput(total=total, parts=parts)
+
+    def thresholds(
+        self, scores: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """θ_t per request and whether stage t drops anything there.
+
+        scores: [T, B, N]; valid: bool [B, N]. Returns θ float [T, B, 1] (0 where inactive, so
+        that no infinity enters the graph) and active bool [T, B, 1] = (valid count > q_t).
+        """
+        n = scores.shape[-1]
+        ranks = self.ranks.view(-1, 1, 1)  # q_t, [T, 1, 1]
+        filled = scores.masked_fill(~valid, -torch.inf)  # padded slots never reach the top
+        width = min(self.max_rank + 1, n)
+        top = filled.topk(width, dim=-1).values  # [T, B, width], descending
+        # one −∞ column, so that the (q+1)-th exists even when q = N
+        top = torch.cat([top, top.new_full((*top.shape[:-1], 1), -torch.inf)], dim=-1)
+        index = torch.cat([ranks - 1, ranks], dim=-1).expand(-1, top.shape[1], -1)
+        pair = top.gather(-1, index)  # the q-th and (q+1)-th largest, [T, B, 2]
+        active = valid.sum(-1, keepdim=True) > ranks  # [T, B, 1]
+        theta = torch.where(active, pair.mean(-1, keepdim=True), 0.0)
+        if self.params.detach_threshold:
+            theta = theta.detach()
+        return theta, active

@@ -1,0 +1,197 @@
+"""`fs_ranknet` and `fs_lambdaloss`: full-stage learning to rank (SPEC §5.4; Zheng et al., WWW 2024).
+
+Both apply one single-stage ranking loss to every stage's scores and sum over stages, so no
+gradient crosses stages. `fs_ranknet` learns the order of the logged funnel's groups (ground truth
+above the groups that left the funnel later, above those that left earlier); `fs_lambdaloss` is
+TF-Ranking's pairwise logistic loss with NDCG lambda weights on the graded labels.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from cascbench.batch import Targets
+from cascbench.errors import CascbenchError
+from cascbench.method import LossOutput, Method, MethodParams, register_method
+from cascbench.settings import Setting
+
+
+def _discount(rank: torch.Tensor) -> torch.Tensor:
+    """D(r) = 1 / ln(1 + r), r ≥ 1."""
+    return 1.0 / torch.log1p(rank)
+
+
+def ndcg_lambda_weights(
+    scores: torch.Tensor,
+    label: torch.Tensor,
+    mu: float,
+    topn: int,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """TF-Ranking's NDCG lambda weights of every ordered pair (i, j), without gradient (SPEC §5.4).
+
+    scores: [..., N]; label: [..., N] (broadcast against scores); mask: bool [..., N] or None.
+    Returns w [..., N, N] = |g_i − g_j| · ((1 − μ)·u_ij + μ·v_ij) with gain g = label / IDCG (0 when
+    IDCG ≤ 0), ranks r from the descending sort of the scores (ties: distinct consecutive ranks in
+    slot order), u_ij = |D(|r_i − r_j|) − D(|r_i − r_j| + 1)| for r_i ≠ r_j with r_i ≤ n or r_j ≤ n,
+    v_ij = |D̃(r_i) − D̃(r_j)|, D̃(r) = D(r)·1[r ≤ n]. With μ = 1 and n ≥ N, w_ij is LambdaRank's
+    |ΔNDCG| of swapping i and j.
+    mask None (reference): every slot counts, padded ones included. With a mask: ranks and IDCG
+    over valid items only, and pairs with a padded item get weight 0.
+    """
+    with torch.no_grad():
+        s = scores.detach()
+        y = label.to(s.dtype).expand_as(s)
+        n_slots = s.shape[-1]
+        positions = torch.arange(1, n_slots + 1, device=s.device, dtype=s.dtype)
+        if mask is not None:
+            mask = mask.expand_as(s)
+            s = s.masked_fill(~mask, -torch.inf)  # padded items rank after every valid one
+        # Stable descending sort: tied scores get consecutive ranks in slot order.
+        order = s.argsort(dim=-1, descending=True, stable=True)
+        rank = torch.empty_like(s).scatter_(-1, order, positions.expand_as(s))
+
+        if mask is None:
+            ideal = y.sort(dim=-1, descending=True).values
+        else:
+            ideal = y.masked_fill(~mask, -torch.inf).sort(dim=-1, descending=True).values
+            ideal = torch.where(positions <= mask.sum(-1, keepdim=True), ideal, 0.0)
+        idcg = (ideal * _discount(positions)).sum(-1, keepdim=True)
+        gain = torch.where(idcg > 0, y / idcg.clamp(min=torch.finfo(s.dtype).tiny), 0.0)
+
+        r_i, r_j = rank.unsqueeze(-1), rank.unsqueeze(-2)
+        gap = (r_i - r_j).abs()
+        near_top = (r_i <= topn) | (r_j <= topn)
+        gap_term = (_discount(gap.clamp(min=1)) - _discount(gap.clamp(min=1) + 1)).abs()
+        u = torch.where((gap > 0) & near_top, gap_term, 0.0)
+        truncated = _discount(rank) * (rank <= topn)  # D̃(r)
+        v = (truncated.unsqueeze(-1) - truncated.unsqueeze(-2)).abs()
+        weight = (gain.unsqueeze(-1) - gain.unsqueeze(-2)).abs() * ((1 - mu) * u + mu * v)
+        if mask is not None:
+            weight = weight * (mask.unsqueeze(-1) & mask.unsqueeze(-2))
+        return weight
+
+
+# ----------------------------------------------------------------------------- fs_ranknet
+
+
+class FSRankNetParams(MethodParams):
+    masking: Literal["reference", "anchor", "unmasked", "clean"] = Field(
+        default="reference",
+        description=(
+            "Which padded slots count. 'anchor': the higher item i is weighted by its mask m_i, the "
+            "lower items j are all slots (padded included), normaliser n_lower(h)·Σ_b Σ_{i∈h} m_i "
+            "(two-stage release). 'unmasked': no mask, normaliser B·|h|·n_lower(h) (three-stage "
+            "release). 'clean': pairs of valid items only, normalised by their number. "
+            "'reference' resolves to 'anchor' with one or two stages, 'unmasked' with three or more."
+        ),
+    )
+
+
+@register_method("fs_ranknet")
+class FSRankNet(Method):
+    """Per stage t, for every group h but the last:
+    Σ_b Σ_{i∈h} Σ_{j in later groups} w_ij · log(1 + e^{−(s_t,i − s_t,j)}) / normaliser(h),
+    summed over h and over stages (see `masking` for w and the normaliser).
+
+    Any T ≥ 1; the setting needs at least two groups. The release's three-stage variant (m_i
+    replaced by 1, normaliser B·10·n_lower(h), 10 = the group size) is used for every T ≥ 3.
+    """
+
+    Params = FSRankNetParams
+    summary = "Full-stage RankNet: every stage learns the funnel's group order, stages independent."
+
+    @classmethod
+    def resolve_params(cls, setting: Setting, params: MethodParams) -> MethodParams:
+        if len(setting.groups) < 2:
+            raise CascbenchError(
+                f"method 'fs_ranknet' needs at least two candidate groups (it learns their order); "
+                f"setting {setting.name!r} has {len(setting.groups)}."
+            )
+        if params.masking == "reference":
+            masking = "anchor" if setting.n_stages <= 2 else "unmasked"
+            params = params.model_copy(update={"masking": masking})
+        return params
+
+    def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
+        batch = scores.shape[1]
+        mask = targets.mask.to(scores.dtype)  # [B, N]
+        per_stage = scores.new_zeros(scores.shape[0])
+        start = 0
+        for group in self.setting.groups[:-1]:
+            end = start + group.size  # group h = slots [start, end), later groups = [end, N)
+            upper, lower = scores[..., start:end], scores[..., end:]  # [T, B, n_h], [T, B, n_lower]
+            pair = F.softplus(lower.unsqueeze(-2) - upper.unsqueeze(-1))  # [T, B, n_h, n_lower]
+            n_lower = lower.shape[-1]
+            if self.params.masking == "unmasked":
+                summed = pair.sum((1, 2, 3))
+                normaliser = batch * group.size * n_lower
+            elif self.params.masking == "anchor":
+                anchor = mask[:, start:end]  # m_i
+                summed = (pair * anchor.unsqueeze(-1)).sum((1, 2, 3))
+                normaliser = n_lower * anchor.sum()
+            else:  # clean: valid pairs only
+                valid = mask[:, start:end].unsqueeze(-1) * mask[:, end:].unsqueeze(-2)
+                summed = (pair * valid).sum((1, 2, 3))
+                normaliser = valid.sum()
+            # A batch with no valid anchor in h has a zero numerator: give 0, not 0/0.
+            per_stage = per_stage + summed / torch.as_tensor(normaliser).clamp(min=1)
+            start = end
+        parts = {f"ranknet/{name}": per_stage[t] for t, name in enumerate(self.setting.stage_names)}
+        return LossOutput(total=per_stage.sum(), parts=parts)
+
+
+# ----------------------------------------------------------------------------- fs_lambdaloss
+
+
+class FSLambdaLossParams(MethodParams):
+    mu: float = Field(
+        default=0.8,
+        ge=0.0,
+        le=1.0,
+        description="μ, the mix (1 − μ)·u + μ·v of the two NDCG lambda-weight terms. Reference 0.8.",
+    )
+    topn: int = Field(
+        default=30,
+        ge=1,
+        description="n, the NDCG cutoff of the lambda weights (ranks beyond n are discounted to 0). "
+        "Reference 30.",
+    )
+    masking: Literal["reference", "clean"] = Field(
+        default="reference",
+        description=(
+            "'reference': every slot is an item, padded ones with their stored labels (ranks, "
+            "IDCG and pairs). 'clean': ranks and IDCG over valid items, pairs of valid items only."
+        ),
+    )
+
+
+@register_method("fs_lambdaloss")
+class FSLambdaLoss(Method):
+    """Per stage t: mean_b Σ_{i,j} w_ij · BCE-with-logits(s_t,i − s_t,j, 1[y_i > y_j]), w = the NDCG
+    lambda weights of `ndcg_lambda_weights` from stage t's own ranking (no gradient); summed over
+    stages. Any T ≥ 1.
+
+    As SPEC writes it, the sum runs over ordered pairs, so a pair with y_i > y_j counts twice, once
+    as (i, j) with target 1 and once as (j, i) with target 0 (the same value).
+    """
+
+    Params = FSLambdaLossParams
+    summary = "Full-stage LambdaLoss: pairwise logistic loss with NDCG lambda weights per stage."
+
+    def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
+        label = targets.label
+        mask = targets.mask if self.params.masking == "clean" else None
+        weight = ndcg_lambda_weights(scores, label, self.params.mu, self.params.topn, mask)
+        logits = scores.unsqueeze(-1) - scores.unsqueeze(-2)  # [T, B, N, N]: s_i − s_j
+        target = (label.unsqueeze(-1) > label.unsqueeze(-2)).to(scores.dtype).expand_as(logits)
+        pair = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        per_stage = (weight * pair).sum((-1, -2)).mean(-1)  # [T]
+        parts = {
+            f"lambdaloss/{name}": per_stage[t] for t, name in enumerate(self.setting.stage_names)
+        }
+        return LossOutput(total=per_stage.sum(), parts=parts)

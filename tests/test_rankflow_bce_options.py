@@ -1,0 +1,75 @@
+"""The clean options of `rankflow` and `bce`."""
+
+import math
+
+import pytest
+import torch
+
+import cascbench as cb
+from cascbench.batch import Targets
+from helpers import random_targets, tiny_setting
+
+
+def test_bce_valid_normalisation_by_hand():
+    setting = tiny_setting(2)  # retrieval sees 8 slots, ranking 6
+    mask = torch.ones(1, 8, dtype=torch.bool)
+    mask[0, [5, 7]] = False
+    targets = Targets(torch.zeros(1, 8), setting.slot_group.unsqueeze(0), mask)
+    out = cb.get_method("bce", setting, normalise="valid").loss(torch.zeros(2, 1, 8), targets)
+    # every valid item costs ln 2; the divisor is the number of valid visible items
+    assert out.parts["bce/retrieval"].item() == pytest.approx(math.log(2))
+    assert out.parts["bce/ranking"].item() == pytest.approx(math.log(2))
+    reference = cb.get_method("bce", setting).loss(torch.zeros(2, 1, 8), targets)
+    assert reference.parts["bce/retrieval"].item() == pytest.approx(6 * math.log(2) / 8)
+
+
+@pytest.mark.parametrize("n_stages", [2, 3])
+def test_rankflow_clean_masking_never_selects_or_trains_padding(n_stages, generator):
+    setting = tiny_setting(n_stages)
+    targets = random_targets(setting, 6, generator, pad_prob=0.3)
+    scores = torch.randn(n_stages, 6, 8, generator=generator)
+    scores = scores.masked_fill(~targets.mask, 100.0).requires_grad_()  # padding would win
+    out = cb.get_method("rankflow", setting, masking="clean").loss(scores, targets)
+    (grad,) = torch.autograd.grad(out.total, scores)
+    assert (grad[:, ~targets.mask] == 0).all()
+    assert torch.isfinite(grad).all() and (grad[:, targets.mask] != 0).any()
+    (reference,) = torch.autograd.grad(
+        cb.get_method("rankflow", setting).loss(scores, targets).total, scores
+    )
+    assert (reference[:, ~targets.mask] != 0).any()
+
+
+def test_rankflow_alternating_schedule(generator):
+    setting = tiny_setting(2)
+    targets = random_targets(setting, 4, generator)
+    scores = torch.randn(2, 4, 8, generator=generator)
+    method = cb.get_method(
+        "rankflow", setting, schedule="alternating", warmup_steps=2, phase_steps=3, alpha=0.5
+    )
+    phases = []
+    for _ in range(11):
+        out = method.loss(scores, targets)
+        bce = out.parts["bce/retrieval"] + out.parts["bce/ranking"]
+        distill = (
+            0.5 * out.parts["distill_mse/retrieval"] + 0.5 * out.parts["distill_topk/retrieval"]
+        )
+        if torch.isclose(out.total, bce):
+            phases.append("self")
+        else:
+            assert torch.isclose(out.total, distill)
+            phases.append("guided")
+    assert phases == ["self"] * 5 + ["guided"] * 3 + ["self"] * 3
+    method.eval()
+    method.loss(scores, targets)
+    assert int(method.steps) == 11  # evaluation does not advance the schedule
+
+
+@pytest.mark.parametrize("setting_name", ["synthetic-1stage", "synthetic-4stage"])
+def test_rankflow_and_bce_run_for_one_and_four_stages(setting_name, generator):
+    setting = cb.get_setting(setting_name)
+    targets = random_targets(setting, 4, generator)
+    scores = torch.randn(setting.n_stages, 4, setting.n_candidates, generator=generator)
+    for name in ("rankflow", "bce"):
+        out = cb.get_method(name, setting).loss(scores.requires_grad_(), targets)
+        (grad,) = torch.autograd.grad(out.total, scores)
+        assert (grad.abs().sum((1, 2)) > 0).all()
