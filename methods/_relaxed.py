@@ -42,15 +42,21 @@ def relaxed_sort(
     mask: torch.Tensor,
     masking: Masking = "reference",
     sort: Sort = "neuralsort",
+    *,
+    apply_mask: bool = True,
 ) -> torch.Tensor:
     """P̂ of every stage, masked as `masking` says.
 
     scores: [..., B, N] (e.g. [T, B, N]); mask: bool [B, N]. Returns [..., B, N, N].
+    apply_mask=False leaves the reference's p⊗p product out (clean P̂ is masked by construction):
+    for callers that only need the top/bottom masses, which apply it far more cheaply through
+    `top_bottom_mass(..., keep=prefix_mask(mask))`.
     """
     operator = _OPERATORS[sort]
     if masking == "clean":
         return operator(scores, tau, mask=mask.expand_as(scores))
-    return mask_rows_and_columns(operator(scores, tau), prefix_mask(mask))
+    perm = operator(scores, tau)
+    return mask_rows_and_columns(perm, prefix_mask(mask)) if apply_mask else perm
 
 
 def target_matrix(
@@ -81,35 +87,42 @@ def item_weight(mask: torch.Tensor, masking: Masking = "reference") -> torch.Ten
 
 
 def top_bottom_mass(
-    matrix: torch.Tensor, k: int | torch.Tensor
+    matrix: torch.Tensor, k: int | torch.Tensor, keep: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(Σ_{r≤k} M[r, j], Σ_{r>k} M[r, j]) of a matrix M [..., N, N], each [..., N].
 
     k: an int, or an int64 tensor broadcastable against matrix.shape[:-2] (e.g. [T, 1] for one
-    value per stage with M [T, B, N, N]).
+    value per stage with M [T, B, N, N]). keep: float [..., N] or None; given, the masses are those
+    of M · (keep ⊗ keep), without forming that product.
     """
     positions = torch.arange(matrix.shape[-2], device=matrix.device)
     k = torch.as_tensor(k, device=matrix.device)
     in_top = (positions < k.unsqueeze(-1)).to(matrix.dtype)  # [..., N(r)]
     selectors = torch.stack([in_top, 1.0 - in_top], dim=-2)  # [..., 2, N(r)]
+    if keep is not None:
+        selectors = selectors * keep.unsqueeze(-2)  # rows weighted by keep_r
     # Row vectors times M: the backward is one small product, where summing a slice of rows would
     # fill and copy a zero tensor of M's size. The bottom mass is summed, not taken as the column
     # sum minus the top: that difference cancels catastrophically for items near the top.
-    masses = selectors.expand(*matrix.shape[:-2], 2, -1) @ matrix  # [..., 2, N]
+    shape = torch.broadcast_shapes(selectors.shape[:-2], matrix.shape[:-2])
+    masses = selectors.expand(*shape, 2, -1) @ matrix  # [..., 2, N]
+    if keep is not None:
+        masses = masses * keep.unsqueeze(-2)  # columns weighted by keep_j
     return masses[..., 0, :], masses[..., 1, :]
 
 
-def column_mass(perm: torch.Tensor) -> torch.Tensor:
-    """C(j) + ε = sg(Σ_r P̂[r, j]) + ε: [..., N, N] -> [..., N]. The stop-gradient is the reference:
-    the normaliser is a constant of the step, not a path for the gradient."""
-    return perm.sum(-2).detach() + EPS
+def column_mass(top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
+    """C(j) + ε = sg(Σ_r P̂[r, j]) + ε from the top and bottom masses (which sum to the column).
+    The stop-gradient is the reference: the normaliser is a constant of the step, not a path for
+    the gradient."""
+    return (top + bottom).detach() + EPS
 
 
 def normalised_top_bottom(
-    perm: torch.Tensor, k: int | torch.Tensor
+    perm: torch.Tensor, k: int | torch.Tensor, keep: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SPEC §5.6's top(j, k) and bot(j, k): the top/bottom mass of P̂ [..., N, N] divided by
-    C(j) + ε (`column_mass`). Each [..., N]; k as in `top_bottom_mass`."""
-    mass = column_mass(perm)
-    top, bottom = top_bottom_mass(perm, k)
+    C(j) + ε (`column_mass`). Each [..., N]; k and keep as in `top_bottom_mass`."""
+    top, bottom = top_bottom_mass(perm, k, keep)
+    mass = column_mass(top, bottom)
     return top / mass, bottom / mass

@@ -107,16 +107,18 @@ class LCRON(Method):
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
         k, names, p = self.setting.k, self.setting.stage_names, self.params
-        perm = relaxed_sort(scores, p.tau, targets.mask, p.masking, p.sort)  # [T, B, N, N]
-        target = target_matrix(targets.label, targets.mask, p.masking, p.label_matrix)  # [B, N, N]
+        # Only masses of P̂ are used: the reference's p⊗p mask is applied to them, not to P̂.
+        perm = relaxed_sort(scores, p.tau, targets.mask, p.masking, p.sort, apply_mask=False)
         keep = item_weight(targets.mask, p.masking)  # m_j: [B, N]
+        perm_keep = keep if p.masking == "reference" else None  # clean P̂ is masked already
+        target = target_matrix(targets.label, targets.mask, p.masking, p.label_matrix)  # [B, N, N]
         positive, below_k = top_bottom_mass(target, k)  # y⁺_j and Σ_{r>K} Y[r, j]
-        top, bottom = normalised_top_bottom(perm, k)  # top_t(j, K), bot_t(j, K): [T, B, N]
+        top, bottom = normalised_top_bottom(perm, k, perm_keep)  # top_t(j, K), bot_t(j, K)
         parts: dict[str, torch.Tensor] = {}
         if not p.no_e2e:
             if p.k_e2e == "quotas":
                 quotas = torch.tensor(self.setting.quotas).unsqueeze(-1)  # [T, 1]
-                parts["e2e"] = _e2e(*normalised_top_bottom(perm, quotas), positive)
+                parts["e2e"] = _e2e(*normalised_top_bottom(perm, quotas, perm_keep), positive)
             else:
                 parts["e2e"] = _e2e(top, bottom, positive)
         if not p.no_single:

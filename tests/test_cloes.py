@@ -8,7 +8,7 @@ import torch
 import cascbench as cb
 from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
-from cascbench.methods.dftopk import log_survival
+from cascbench.methods._survival import log_survival
 from cascbench.settings import Group, Setting, Stage
 from helpers import random_targets, tiny_setting
 
