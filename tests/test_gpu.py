@@ -25,11 +25,19 @@ def test_evaluate_on_cuda_equals_cpu(generator):
         torch.testing.assert_close(on_gpu.per_request[name], values, equal_nan=True)
 
 
-@pytest.mark.parametrize("method", ["bce", "rankflow", "lcron"])
-def test_losses_on_cuda_equal_cpu(method, generator):
-    setting = cb.get_setting("recflow-2stage")
+IN_TREE = sorted(
+    name
+    for name, cls in cb.list_methods().items()
+    if cls.__module__.startswith("cascbench.methods")
+)
+
+
+@pytest.mark.parametrize("setting_name", ["recflow-2stage", "recflow-3stage"])
+@pytest.mark.parametrize("method", IN_TREE)
+def test_losses_on_cuda_equal_cpu(method, setting_name, generator):
+    setting = cb.get_setting(setting_name)
     targets = random_targets(setting, 256, generator)
-    scores = torch.randn(2, 256, 40, generator=generator)
+    scores = torch.randn(setting.n_stages, 256, setting.n_candidates, generator=generator)
     on_cpu = cb.get_method(method, setting).loss(scores, targets).total
     on_gpu = cb.get_method(method, setting).cuda().loss(scores.cuda(), targets.to("cuda")).total
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=1e-5)
