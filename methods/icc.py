@@ -17,7 +17,7 @@ from pydantic import Field
 from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
 from cascbench.method import LossOutput, Method, MethodParams, register_method
-from cascbench.methods.fs_ltr import ndcg_lambda_weights
+from cascbench.methods._lambda import ndcg_lambda_weights
 from cascbench.settings import Setting
 
 

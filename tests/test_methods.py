@@ -282,3 +282,18 @@ def test_user_methods_register_and_build():
     method = cb.get_method("test_zero_loss", tiny_setting(2))
     assert isinstance(method, ZeroLoss)
     assert "test_zero_loss" in cb.list_methods()
+
+
+def test_a_method_refuses_a_number_of_stages_it_is_not_defined_for():
+    @cb.register_method("test_two_stages_only")
+    class TwoStagesOnly(cb.Method):
+        min_stages, max_stages = 2, 2
+
+        def loss(self, scores, targets):
+            return cb.LossOutput(total=scores.sum())
+
+    cb.get_method("test_two_stages_only", tiny_setting(2))
+    with pytest.raises(
+        CascbenchError, match=r"'test_two_stages_only' works with 2 to 2 stages.*has 3"
+    ):
+        cb.get_method("test_two_stages_only", tiny_setting(3))
