@@ -73,3 +73,41 @@ def test_rankflow_and_bce_run_for_one_and_four_stages(setting_name, generator):
         out = cb.get_method(name, setting).loss(scores.requires_grad_(), targets)
         (grad,) = torch.autograd.grad(out.total, scores)
         assert (grad.abs().sum((1, 2)) > 0).all()
+
+
+def test_rankflow_two_stage_reference_by_hand():
+    from cascbench.settings import Group, Setting, Stage
+
+    six = Setting(
+        name="six",
+        groups=(Group("gt", 2, 30.0, graded=True), Group("neg", 2, 7.0), Group("early", 2, 5.0)),
+        stages=(
+            Stage("retrieval", "dssm", 4, ("gt", "neg", "early")),
+            Stage("ranking", "din", 3, ("gt", "neg")),
+        ),
+        k=2,
+    )
+    s1 = [3.0, 2.0, 1.0, 0.0, -1.0, -2.0]  # T_1 = the first four items
+    s2 = [1.0, 0.0, 2.0, -1.0, 5.0, 5.0]
+    targets = Targets(
+        torch.tensor([[29.0, 28, 7, 7, 5, 5]]),
+        six.slot_group.unsqueeze(0),
+        torch.ones(1, 6, dtype=torch.bool),
+    )
+    out = cb.get_method("rankflow", six).loss(torch.tensor([[s1], [s2]]), targets)
+
+    def softplus(x):
+        return math.log1p(math.exp(x))
+
+    bce_retrieval = (
+        softplus(-3) + softplus(-2) + softplus(1) + softplus(0) + softplus(-1) + softplus(-2)
+    ) / 6
+    bce_ranking = (softplus(-1) + softplus(0) + softplus(2) + softplus(-1)) / 4  # y = 1, 1, 0, 0
+    mse = ((3 - 1) ** 2 + (2 - 0) ** 2 + (1 - 2) ** 2 + (0 + 1) ** 2) / 4
+    # P = the 2 best of s2 within T_1 (items 2, 0: mean s1 = 2), Q = the 2 worst (items 3, 1: 1)
+    topk = softplus(-(2.0 - 1.0))
+    assert out.parts["bce/retrieval"].item() == pytest.approx(bce_retrieval, rel=1e-6)
+    assert out.parts["bce/ranking"].item() == pytest.approx(bce_ranking, rel=1e-6)
+    assert out.parts["distill_mse/retrieval"].item() == pytest.approx(mse, rel=1e-6)
+    assert out.parts["distill_topk/retrieval"].item() == pytest.approx(topk, rel=1e-6)
+    assert out.total.item() == pytest.approx(bce_retrieval + bce_ranking + mse, rel=1e-6)  # α = 0
