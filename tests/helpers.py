@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from cascbench.batch import Targets
@@ -36,3 +38,30 @@ def random_targets(
     mask = torch.rand(batch, setting.n_candidates, generator=generator) > pad_prob
     group = slot_group.expand(batch, -1).clone()
     return Targets(labels, group, mask)
+
+
+def six_setting(ranking_quota: int = 3) -> Setting:
+    """N = 6 (gt 2, neg 2, early 2), retrieval keeps 4, ranking keeps `ranking_quota`, K = 2."""
+    groups = (Group("gt", 2, 30.0, graded=True), Group("neg", 2, 7.0), Group("early", 2, 5.0))
+    stages = (
+        Stage("retrieval", "dssm", 4, ("gt", "neg", "early")),
+        Stage("ranking", "din", ranking_quota, ("gt", "neg")),
+    )
+    return Setting(name=f"six-{ranking_quota}", groups=groups, stages=stages, k=2)
+
+
+def loop_softmax(values: list[float]) -> list[float]:
+    """Softmax of a list, one float at a time (for loop reference implementations)."""
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def loop_neuralsort(values: list[float], tau: float) -> list[list[float]]:
+    """NeuralSort (SPEC §4) of a list, written out with loops: rows are positions."""
+    n = len(values)
+    spread = [sum(abs(v - u) for u in values) for v in values]
+    return [
+        loop_softmax([((n + 1 - 2 * r) * values[i] - spread[i]) / tau for i in range(n)])
+        for r in range(1, n + 1)
+    ]

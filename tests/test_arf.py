@@ -10,38 +10,12 @@ from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
 from cascbench.methods._relaxed import normalised_top_bottom
 from cascbench.methods.arf import arf_terms
-from cascbench.settings import Group, Setting, Stage
-from helpers import random_targets
+from helpers import loop_neuralsort, random_targets, six_setting
 
 EPS = 1e-6
 
 
-def six_setting() -> Setting:
-    """N = 6 (gt 2, neg 2, early 2), retrieval keeps 4, ranking keeps 3, K = 2."""
-    groups = (Group("gt", 2, 30.0, graded=True), Group("neg", 2, 7.0), Group("early", 2, 5.0))
-    stages = (
-        Stage("retrieval", "dssm", 4, ("gt", "neg", "early")),
-        Stage("ranking", "din", 3, ("gt", "neg")),
-    )
-    return Setting(name="six", groups=groups, stages=stages, k=2)
-
-
 # ----------------------------------------------------------------------------- loop reference
-
-
-def _softmax(values):
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
-def _neuralsort(values, tau):
-    n = len(values)
-    spread = [sum(abs(v - u) for u in values) for v in values]
-    return [
-        _softmax([((n + 1 - 2 * r) * values[i] - spread[i]) / tau for i in range(n)])
-        for r in range(1, n + 1)
-    ]
 
 
 def _masked(values, mask, tau, clean):
@@ -49,10 +23,10 @@ def _masked(values, mask, tau, clean):
     (reference), or the valid items sorted alone and placed in their slots (clean)."""
     n, count = len(values), sum(mask)
     if not clean:
-        matrix = _neuralsort(values, tau)
+        matrix = loop_neuralsort(values, tau)
         return [[matrix[r][j] * (r < count) * (j < count) for j in range(n)] for r in range(n)]
     valid = [j for j in range(n) if mask[j]]
-    small = _neuralsort([values[j] for j in valid], tau) if valid else []
+    small = loop_neuralsort([values[j] for j in valid], tau) if valid else []
     matrix = [[0.0] * n for _ in range(n)]
     for r in range(len(valid)):
         for c, j in enumerate(valid):

@@ -9,18 +9,8 @@ import cascbench as cb
 from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
 from cascbench.methods._survival import log_survival
-from cascbench.settings import Group, Setting, Stage
-from helpers import random_targets, tiny_setting
-
-
-def small_setting() -> Setting:
-    """N = 6 in three groups of 2, retrieval keeps 4, ranking keeps 2, K = 2."""
-    groups = (Group("gt", 2, 30.0, graded=True), Group("neg", 2, 7.0), Group("early", 2, 5.0))
-    stages = (
-        Stage("retrieval", "dssm", 4, ("gt", "neg", "early")),
-        Stage("ranking", "din", 2, ("gt", "neg")),
-    )
-    return Setting(name="small-2", groups=groups, stages=stages, k=2)
+from cascbench.settings import Setting, Stage
+from helpers import random_targets, six_setting, tiny_setting
 
 
 def _sigmoid(x):
@@ -50,7 +40,7 @@ def cloes_reference(scores, targets, k):
 
 
 def test_hand_computed_single_request():
-    setting = small_setting()
+    setting = six_setting(ranking_quota=2)
     targets = Targets(
         torch.tensor([[29.0, 28, 7, 7, 5, 5]]),
         setting.slot_group.unsqueeze(0),
@@ -139,7 +129,7 @@ def test_large_scores_give_finite_loss_and_gradients(generator):
 
 def test_confident_negative_keeps_its_exact_loss():
     # Π σ(50) rounds to 1 in float32; the exact −log(1 − σ(50)³) = 50 − ln 3 + O(e^−50)
-    setting = small_setting()
+    setting = six_setting(ranking_quota=2)
     targets = Targets(
         torch.tensor([[29.0, 28, 7, 7, 5, 5]]),
         setting.slot_group.unsqueeze(0),
@@ -193,4 +183,4 @@ def test_runs_for_one_to_four_stages(name, generator):
 )
 def test_invalid_parameters_name_method_and_parameter(params, pattern):
     with pytest.raises(CascbenchError, match=pattern):
-        cb.get_method("cloes", small_setting(), **params)
+        cb.get_method("cloes", six_setting(ranking_quota=2), **params)

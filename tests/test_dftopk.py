@@ -8,18 +8,7 @@ import torch
 import cascbench as cb
 from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
-from cascbench.settings import Group, Setting, Stage
-from helpers import random_targets, tiny_setting
-
-
-def small_setting() -> Setting:
-    """N = 6 in three groups of 2, retrieval keeps 4, ranking keeps 2, K = 2."""
-    groups = (Group("gt", 2, 30.0, graded=True), Group("neg", 2, 7.0), Group("early", 2, 5.0))
-    stages = (
-        Stage("retrieval", "dssm", 4, ("gt", "neg", "early")),
-        Stage("ranking", "din", 2, ("gt", "neg")),
-    )
-    return Setting(name="small-2", groups=groups, stages=stages, k=2)
+from helpers import random_targets, six_setting, tiny_setting
 
 
 def _sigmoid(x):
@@ -72,7 +61,7 @@ def _targets(label, mask, setting):
 
 
 def test_hand_computed_single_request():
-    setting = small_setting()
+    setting = six_setting(ranking_quota=2)
     # one request, all valid; labels: gt slots 29, 28 → y⁺ = (1, 1, 0, 0, 0, 0)
     targets = _targets([[29.0, 28, 7, 7, 5, 5]], [[True] * 6], setting)
     scores = torch.tensor([[[2.0, 0.0, 1.0, 3.0, -1.0, 0.5]], [[1.0, -2.0, 0.0, 2.0, 0.0, 0.0]]])
@@ -93,7 +82,7 @@ def test_hand_computed_single_request():
 
 @pytest.mark.parametrize("tau, threshold_at", [(1.0, "quota"), (0.5, "k")])
 def test_matches_loop_reference_with_padding(tau, threshold_at):
-    setting = small_setting()
+    setting = six_setting(ranking_quota=2)
     label = [[29.0, 28, 7, 7, 5, 5], [30.0, 27, 7, 7, 5, 5], [29.0, 27, 7, 7, 5, 5]]
     # request 2: 4 valid → retrieval (q = 4) keeps them all, and labels 27, 7, 7, 5 put a tie
     # block across the K-th place (y⁺ = 1/2 each); request 3: 2 valid → nothing to drop
@@ -111,7 +100,7 @@ def test_matches_loop_reference_with_padding(tau, threshold_at):
 
 
 def test_learnable_weights_enter_as_uncertainty_weighting():
-    setting = small_setting()
+    setting = six_setting(ranking_quota=2)
     targets = _targets([[29.0, 28, 7, 7, 5, 5]], [[True] * 6], setting)
     scores = torch.randn(2, 1, 6, generator=torch.Generator().manual_seed(2))
     method = cb.get_method("dftopk", setting)
@@ -142,7 +131,7 @@ def test_target_gt_group_differs_from_label_top_k():
 
 
 def test_threshold_is_the_midpoint_of_the_valid_q_and_q_plus_1_largest():
-    setting = small_setting()
+    setting = six_setting(ranking_quota=2)
     method = cb.get_method("dftopk", setting)
     # valid scores 3, 1, 4, 1.5, 2 (slot 4, score 9, is padding and must not count)
     scores = torch.tensor([3.0, 1.0, 4.0, 1.5, 9.0, 2.0]).expand(2, 1, 6)
@@ -156,7 +145,7 @@ def test_threshold_is_the_midpoint_of_the_valid_q_and_q_plus_1_largest():
 
 
 def test_fewer_than_q_plus_1_valid_items_all_pass():
-    setting = small_setting()
+    setting = six_setting(ranking_quota=2)
     method = cb.get_method("dftopk", setting)
     # 4 valid items: retrieval (q = 4) keeps them all, ranking (q = 2) still selects
     targets = _targets([[29.0, 28, 7, 7, 5, 5]], [[True, True, True, True, False, False]], setting)
@@ -278,4 +267,4 @@ def test_runs_for_one_to_four_stages(name, generator):
 )
 def test_invalid_parameters_name_method_and_parameter(params, pattern):
     with pytest.raises(CascbenchError, match=pattern):
-        cb.get_method("dftopk", small_setting(), **params)
+        cb.get_method("dftopk", six_setting(ranking_quota=2), **params)

@@ -8,19 +8,10 @@ import torch
 import cascbench as cb
 from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
-from cascbench.settings import Group, Setting, Stage
-from helpers import random_targets, tiny_setting
+from helpers import random_targets, six_setting, tiny_setting
 
 EPS = 1e-6
-SIX = Setting(
-    name="six",
-    groups=(Group("gt", 2, 30.0, graded=True), Group("neg", 2, 7.0), Group("early", 2, 5.0)),
-    stages=(
-        Stage("retrieval", "dssm", 4, ("gt", "neg", "early")),
-        Stage("ranking", "din", 3, ("gt", "neg")),
-    ),
-    k=2,
-)
+SIX = six_setting()
 LABEL = torch.tensor([[29.0, 28.0, 7.0, 7.0, 5.0, 5.0]])
 FULL = Targets(LABEL, SIX.slot_group.unsqueeze(0), torch.ones(1, 6, dtype=torch.bool))
 

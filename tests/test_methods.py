@@ -8,32 +8,13 @@ import torch
 import cascbench as cb
 from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
-from helpers import random_targets, tiny_setting
+from helpers import loop_neuralsort, random_targets, tiny_setting
 
 EPS = 1e-6
 
 
 def _bce(logit, y):
     return math.log1p(math.exp(-logit)) if y else math.log1p(math.exp(logit))
-
-
-def _softmax(values):
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
-def _neuralsort(values, tau):
-    n = len(values)
-    return [
-        _softmax(
-            [
-                ((n + 1 - 2 * r) * values[i] - sum(abs(values[i] - v) for v in values)) / tau
-                for i in range(n)
-            ]
-        )
-        for r in range(1, n + 1)
-    ]
 
 
 def _distinct_scores(shape, generator):
@@ -129,13 +110,13 @@ def lcron_reference(scores, targets, setting, tau, binary):
     for b in range(batch):
         count = int(targets.mask[b].sum())
         p = [1.0 if j < count else 0.0 for j in range(n)]
-        y = _neuralsort(targets.label[b].tolist(), 1e-4)
+        y = loop_neuralsort(targets.label[b].tolist(), 1e-4)
         if binary:
             y = [[1.0 if v > 0.001 else 0.0 for v in row] for row in y]
         y = [[y[r][j] * p[r] * p[j] for j in range(n)] for r in range(n)]
         top, bot = [], []
         for t in range(t_count):
-            ph = _neuralsort(scores[t, b].tolist(), tau)
+            ph = loop_neuralsort(scores[t, b].tolist(), tau)
             ph = [[ph[r][j] * p[r] * p[j] for j in range(n)] for r in range(n)]
             col = [sum(ph[r][j] for r in range(n)) + EPS for j in range(n)]
             top.append([sum(ph[r][j] for r in range(k)) / col[j] for j in range(n)])

@@ -7,7 +7,7 @@ import torch
 
 import cascbench as cb
 from cascbench.batch import Targets
-from helpers import random_targets, tiny_setting
+from helpers import random_targets, six_setting, tiny_setting
 
 
 def test_bce_valid_normalisation_by_hand():
@@ -76,17 +76,7 @@ def test_rankflow_and_bce_run_for_one_and_four_stages(setting_name, generator):
 
 
 def test_rankflow_two_stage_reference_by_hand():
-    from cascbench.settings import Group, Setting, Stage
-
-    six = Setting(
-        name="six",
-        groups=(Group("gt", 2, 30.0, graded=True), Group("neg", 2, 7.0), Group("early", 2, 5.0)),
-        stages=(
-            Stage("retrieval", "dssm", 4, ("gt", "neg", "early")),
-            Stage("ranking", "din", 3, ("gt", "neg")),
-        ),
-        k=2,
-    )
+    six = six_setting()
     s1 = [3.0, 2.0, 1.0, 0.0, -1.0, -2.0]  # T_1 = the first four items
     s2 = [1.0, 0.0, 2.0, -1.0, 5.0, 5.0]
     targets = Targets(

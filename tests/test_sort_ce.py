@@ -12,43 +12,17 @@ import cascbench as cb
 from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
 from cascbench.methods.sort_ce import sort_cross_entropy
-from cascbench.settings import Group, Setting, Stage
-from helpers import random_targets
+from helpers import loop_neuralsort, loop_softmax, random_targets, six_setting
 
 EPS = 1e-6
 METHODS = {"neuralsort_ce": "neuralsort", "softsort_ce": "softsort"}
 
 
-def six_setting() -> Setting:
-    """N = 6 (gt 2, neg 2, early 2), retrieval keeps 4, ranking keeps 3, K = 2."""
-    groups = (Group("gt", 2, 30.0, graded=True), Group("neg", 2, 7.0), Group("early", 2, 5.0))
-    stages = (
-        Stage("retrieval", "dssm", 4, ("gt", "neg", "early")),
-        Stage("ranking", "din", 3, ("gt", "neg")),
-    )
-    return Setting(name="six", groups=groups, stages=stages, k=2)
-
-
 # ----------------------------------------------------------------------------- loop reference
 
 
-def _softmax(values):
-    top = max(values)
-    exps = [math.exp(v - top) for v in values]
-    return [e / sum(exps) for e in exps]
-
-
-def _neuralsort(values, tau):
-    n = len(values)
-    spread = [sum(abs(v - u) for u in values) for v in values]
-    return [
-        _softmax([((n + 1 - 2 * r) * values[i] - spread[i]) / tau for i in range(n)])
-        for r in range(1, n + 1)
-    ]
-
-
 def _softsort(values, tau):
-    return [_softmax([-abs(v - u) / tau for u in values]) for v in sorted(values, reverse=True)]
+    return [loop_softmax([-abs(v - u) / tau for u in values]) for v in sorted(values, reverse=True)]
 
 
 def _masked(operator, values, mask, tau, clean):
@@ -68,12 +42,12 @@ def _masked(operator, values, mask, tau, clean):
 
 def sort_ce_reference(scores, targets, sort, tau, clean=False):
     """The CE of every stage with loops over stages, requests, rows and items."""
-    operator = {"neuralsort": _neuralsort, "softsort": _softsort}[sort]
+    operator = {"neuralsort": loop_neuralsort, "softsort": _softsort}[sort]
     t_count, batch, n = scores.shape
     ce = [0.0] * t_count
     for b in range(batch):
         mask = [bool(v) for v in targets.mask[b]]
-        y = _masked(_neuralsort, targets.label[b].tolist(), mask, 1e-4, clean)
+        y = _masked(loop_neuralsort, targets.label[b].tolist(), mask, 1e-4, clean)
         for t in range(t_count):
             ph = _masked(operator, scores[t, b].tolist(), mask, tau, clean)
             value = sum(-y[r][j] * math.log(ph[r][j] + EPS) for r in range(n) for j in range(n))
@@ -159,7 +133,7 @@ def test_low_temperature_is_the_cross_entropy_of_the_hard_permutation(method_nam
     scores = scores.view(2, 6, 6)
     out = cb.get_method(method_name, setting, tau=1e-3).loss(scores, targets)
     target = torch.tensor(
-        [_neuralsort(row, 1e-4) for row in targets.label.tolist()], dtype=torch.float32
+        [loop_neuralsort(row, 1e-4) for row in targets.label.tolist()], dtype=torch.float32
     )
     for t, name in enumerate(setting.stage_names):
         hard = torch.nn.functional.one_hot(scores[t].argsort(-1, descending=True), 6).float()
