@@ -65,3 +65,19 @@ def loop_neuralsort(values: list[float], tau: float) -> list[list[float]]:
         loop_softmax([((n + 1 - 2 * r) * values[i] - spread[i]) / tau for i in range(n)])
         for r in range(1, n + 1)
     ]
+
+
+def loop_masked(operator, values: list[float], mask: list[bool], tau: float, clean: bool) -> list:
+    """The operator's matrix (e.g. `loop_neuralsort`) masked as SPEC §4 says: the prefix mask p⊗p
+    after the softmax (reference), or the valid items sorted alone, placed in their slots (clean)."""
+    n, count = len(values), sum(mask)
+    if not clean:
+        matrix = operator(values, tau)
+        return [[matrix[r][j] * (r < count) * (j < count) for j in range(n)] for r in range(n)]
+    valid = [j for j in range(n) if mask[j]]
+    small = operator([values[j] for j in valid], tau) if valid else []
+    matrix = [[0.0] * n for _ in range(n)]
+    for r in range(len(valid)):
+        for c, j in enumerate(valid):
+            matrix[r][j] = small[r][c]
+    return matrix

@@ -10,28 +10,12 @@ from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
 from cascbench.methods._relaxed import normalised_top_bottom
 from cascbench.methods.arf import arf_terms
-from helpers import loop_neuralsort, random_targets, six_setting
+from helpers import loop_masked, loop_neuralsort, random_targets, six_setting
 
 EPS = 1e-6
 
 
 # ----------------------------------------------------------------------------- loop reference
-
-
-def _masked(values, mask, tau, clean):
-    """NeuralSort of `values` masked as SPEC §4 says: the prefix mask p⊗p after the softmax
-    (reference), or the valid items sorted alone and placed in their slots (clean)."""
-    n, count = len(values), sum(mask)
-    if not clean:
-        matrix = loop_neuralsort(values, tau)
-        return [[matrix[r][j] * (r < count) * (j < count) for j in range(n)] for r in range(n)]
-    valid = [j for j in range(n) if mask[j]]
-    small = loop_neuralsort([values[j] for j in valid], tau) if valid else []
-    matrix = [[0.0] * n for _ in range(n)]
-    for r in range(len(valid)):
-        for c, j in enumerate(valid):
-            matrix[r][j] = small[r][c]
-    return matrix
 
 
 def arf_reference(scores, targets, setting, tau, two_sided, clean=False):
@@ -43,12 +27,12 @@ def arf_reference(scores, targets, setting, tau, two_sided, clean=False):
         mask = [bool(v) for v in targets.mask[b]]
         count = sum(mask)
         weight = mask if clean else [j < count for j in range(n)]  # m_j
-        y = _masked(targets.label[b].tolist(), mask, 1e-4, clean)
+        y = loop_masked(loop_neuralsort, targets.label[b].tolist(), mask, 1e-4, clean)
         y_top = [sum(y[r][j] for r in range(k)) for j in range(n)]
         y_bottom = [sum(y[r][j] for r in range(k, n)) for j in range(n)]
         for t in range(t_count):
             m = setting.quotas[t]
-            ph = _masked(scores[t, b].tolist(), mask, tau, clean)
+            ph = loop_masked(loop_neuralsort, scores[t, b].tolist(), mask, tau, clean)
             if count >= n:
                 glob[t] += (
                     sum(-math.log(ph[r][j] + EPS) * y[r][j] for r in range(n) for j in range(n))

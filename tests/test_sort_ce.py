@@ -12,7 +12,7 @@ import cascbench as cb
 from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
 from cascbench.methods.sort_ce import sort_cross_entropy
-from helpers import loop_neuralsort, loop_softmax, random_targets, six_setting
+from helpers import loop_masked, loop_neuralsort, loop_softmax, random_targets, six_setting
 
 EPS = 1e-6
 METHODS = {"neuralsort_ce": "neuralsort", "softsort_ce": "softsort"}
@@ -25,21 +25,6 @@ def _softsort(values, tau):
     return [loop_softmax([-abs(v - u) / tau for u in values]) for v in sorted(values, reverse=True)]
 
 
-def _masked(operator, values, mask, tau, clean):
-    """The operator's matrix masked as SPEC §4 says (prefix p⊗p, or valid items sorted alone)."""
-    n, count = len(values), sum(mask)
-    if not clean:
-        matrix = operator(values, tau)
-        return [[matrix[r][j] * (r < count) * (j < count) for j in range(n)] for r in range(n)]
-    valid = [j for j in range(n) if mask[j]]
-    small = operator([values[j] for j in valid], tau) if valid else []
-    matrix = [[0.0] * n for _ in range(n)]
-    for r in range(len(valid)):
-        for c, j in enumerate(valid):
-            matrix[r][j] = small[r][c]
-    return matrix
-
-
 def sort_ce_reference(scores, targets, sort, tau, clean=False):
     """The CE of every stage with loops over stages, requests, rows and items."""
     operator = {"neuralsort": loop_neuralsort, "softsort": _softsort}[sort]
@@ -47,9 +32,9 @@ def sort_ce_reference(scores, targets, sort, tau, clean=False):
     ce = [0.0] * t_count
     for b in range(batch):
         mask = [bool(v) for v in targets.mask[b]]
-        y = _masked(loop_neuralsort, targets.label[b].tolist(), mask, 1e-4, clean)
+        y = loop_masked(loop_neuralsort, targets.label[b].tolist(), mask, 1e-4, clean)
         for t in range(t_count):
-            ph = _masked(operator, scores[t, b].tolist(), mask, tau, clean)
+            ph = loop_masked(operator, scores[t, b].tolist(), mask, tau, clean)
             value = sum(-y[r][j] * math.log(ph[r][j] + EPS) for r in range(n) for j in range(n))
             ce[t] += value / n / batch
     return ce
