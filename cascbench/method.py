@@ -52,6 +52,9 @@ class Method(torch.nn.Module):
     name: ClassVar[str] = ""
     Params: ClassVar[type[MethodParams]] = MethodParams
     summary: ClassVar[str] = ""
+    #: Bumped whenever the method's computation changes: part of every run id, so that runs of the
+    #: old loss are not taken for runs of the new one.
+    version: ClassVar[str] = "1"
     #: The numbers of stages the method is defined for (None: no upper bound).
     min_stages: ClassVar[int] = 1
     max_stages: ClassVar[int | None] = None

@@ -10,7 +10,7 @@ from cascbench.errors import CascbenchError, NonFiniteLossError
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.grid import expand_grid, run_grid
 from cascbench.experiment.store import ResultStore
-from cascbench.method import LossOutput, Method, register_method
+from cascbench.method import LossOutput, Method, get_method_class, register_method
 from cascbench.train import train_run
 
 TINY = DatasetConfig(world="tiny")
@@ -95,6 +95,13 @@ def test_run_id_ignores_spelling_and_execution_details():
     assert explicit.run_id() == implicit.run_id()
     assert RunConfig(method="lcron", method_params={"tau": 20}).run_id() != implicit.run_id()
     assert RunConfig(method="lcron", seed=1).run_id() != implicit.run_id()
+
+
+def test_run_id_changes_with_the_method_version(monkeypatch):
+    config = RunConfig(method="lcron")
+    before = config.run_id()
+    monkeypatch.setattr(get_method_class("lcron"), "version", "2")
+    assert config.run_id() != before
 
 
 def test_unavailable_device_is_refused(data):

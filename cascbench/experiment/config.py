@@ -67,10 +67,11 @@ class RunConfig(_Strict):
         return self.model_copy(update={"method_params": params.model_dump(mode="json")})
 
     def run_id(self) -> str:
-        """A 16-hex-digit hash of the resolved config and the evaluator version."""
+        """A 16-hex-digit hash of the resolved config, the evaluator's and the method's versions."""
         identity = self.resolved().model_dump(
             mode="json", exclude={"train": set(EXECUTION_ONLY_TRAIN_FIELDS)}
         )
         identity["evaluator_version"] = EVALUATOR_VERSION
+        identity["method_version"] = get_method_class(self.method).version
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
