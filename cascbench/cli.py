@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -58,7 +59,9 @@ def _user_errors() -> Iterator[None]:
     except CascbenchError as exc:
         if _State.debug:
             raise
-        err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+        err_console.print(
+            f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(2) from None
 
 
@@ -201,7 +204,7 @@ def _print_summary(summary: GridSummary, results_dir: Path) -> None:
     )
     console.print(table)
     for run_id, error in summary.failed.items():
-        console.print(f"[red]failed[/] {run_id}: {error}", highlight=False)
+        console.print(f"[red]failed[/] {run_id}: {escape(error)}", highlight=False)
     console.print(
         f"Results in {results_dir}; see them with `cascbench report --results-dir {results_dir}`."
     )

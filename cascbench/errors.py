@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import TypeVar
+
+import pydantic
+
+Model = TypeVar("Model", bound=pydantic.BaseModel)
 
 
 class CascbenchError(ValueError):
@@ -28,3 +33,25 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str]) -> Cascbenc
     return CascbenchError(
         f"Unknown {kind} {name!r}.{did_you_mean} Valid {kind}s: {', '.join(choices)}."
     )
+
+
+def validate_fields(owner: str, model: type[Model], values: dict) -> Model:
+    """Build a pydantic model from user values, turning its report into one message that names the
+    owner ("method 'lcron'", "world options"), each bad field and what is allowed."""
+    try:
+        return model(**values)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "(parameters)"
+            if error["type"] == "extra_forbidden":
+                valid = list(model.model_fields)
+                hint = closest(where, valid)
+                did_you_mean = f"; did you mean {hint!r}?" if hint else ""
+                problems.append(
+                    f"unknown parameter {where!r}{did_you_mean} (valid parameters: "
+                    f"{', '.join(valid) or 'none'})"
+                )
+            else:
+                problems.append(f"parameter {where!r}: {error['msg']} (got {error.get('input')!r})")
+        raise CascbenchError(f"{owner}: " + "; ".join(problems)) from None

@@ -19,7 +19,7 @@ import pydantic
 import torch
 
 from cascbench.batch import Targets
-from cascbench.errors import CascbenchError, unknown_name_error
+from cascbench.errors import CascbenchError, unknown_name_error, validate_fields
 from cascbench.settings import Setting
 
 logger = logging.getLogger(__name__)
@@ -88,20 +88,8 @@ class Method(torch.nn.Module):
 
 
 def validate_params(method: str, params_model: type[MethodParams], values: dict) -> MethodParams:
-    """Validate hyper-parameters, turning pydantic's report into one message naming method,
-    parameter and what is allowed."""
-    try:
-        return params_model(**values)
-    except pydantic.ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            where = ".".join(str(p) for p in error["loc"]) or "(parameters)"
-            if error["type"] == "extra_forbidden":
-                allowed = ", ".join(params_model.model_fields) or "none"
-                problems.append(f"unknown parameter {where!r} (valid parameters: {allowed})")
-            else:
-                problems.append(f"parameter {where!r}: {error['msg']} (got {error.get('input')!r})")
-        raise CascbenchError(f"method {method!r}: " + "; ".join(problems)) from None
+    """Validate hyper-parameters; errors name the method, the parameter and what is allowed."""
+    return validate_fields(f"method {method!r}", params_model, values)
 
 
 _REGISTRY: dict[str, type[Method]] = {}

@@ -3,11 +3,29 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from cascbench.data import CascadeData
-from cascbench.errors import CascbenchError
+from cascbench.errors import CascbenchError, validate_fields
 from cascbench.experiment.config import DatasetConfig
 from cascbench.settings import get_setting
+
+if TYPE_CHECKING:
+    from cascbench.datasets.synthetic import WorldConfig
+
+
+def world_config(config: DatasetConfig) -> WorldConfig:
+    """The synthetic world a dataset config asks for: its preset with `world_options` applied.
+
+    Raises CascbenchError naming an unknown preset or option, or an invalid value.
+    """
+    from cascbench.datasets.synthetic import WorldConfig, get_world_config
+
+    if config.kind != "synthetic":
+        raise CascbenchError(f"dataset kind {config.kind!r} is not supported; use 'synthetic'.")
+    preset = get_world_config(config.world)
+    values = {**preset.model_dump(), **config.world_options}
+    return validate_fields(f"world {config.world!r} with options", WorldConfig, values)
 
 
 def load_dataset(config: DatasetConfig, setting_name: str) -> CascadeData:
@@ -22,14 +40,7 @@ def load_dataset(config: DatasetConfig, setting_name: str) -> CascadeData:
 
 @lru_cache(maxsize=4)
 def _load_cached(config_json: str, setting_name: str) -> CascadeData:
-    from cascbench.datasets.synthetic import WorldConfig, generate_world, get_world_config
+    from cascbench.datasets.synthetic import generate_world
 
     config = DatasetConfig.model_validate_json(config_json)
-    if config.kind != "synthetic":
-        raise CascbenchError(f"dataset kind {config.kind!r} is not supported; use 'synthetic'.")
-    preset = get_world_config(config.world)
-    try:
-        world = WorldConfig(**{**preset.model_dump(), **config.world_options})
-    except ValueError as exc:
-        raise CascbenchError(f"world options {config.world_options}: {exc}") from None
-    return generate_world(get_setting(setting_name), world, seed=config.seed)
+    return generate_world(get_setting(setting_name), world_config(config), seed=config.seed)

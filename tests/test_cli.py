@@ -116,3 +116,26 @@ def test_debug_shows_the_traceback():
     result = invoke("--debug", "run", "--methods", "lcorn")
     assert result.exit_code != 0
     assert type(result.exception).__name__ == "CascbenchError"
+
+
+def test_world_mistakes_fail_before_any_run(tmp_path):
+    result = invoke(
+        "run", "--world", "tiny", "--world-option", "nosie_std=1", "--results-dir", tmp_path
+    )
+    assert result.exit_code == 2 and "did you mean 'noise_std'?" in result.output
+    result = invoke("run", "--world", "tinyy", "--results-dir", tmp_path)
+    assert result.exit_code == 2 and "Did you mean 'tiny'?" in result.output
+    result = invoke(
+        "run", "--world", "tiny", "--world-option", "noise_std=-1", "--results-dir", tmp_path
+    )
+    assert result.exit_code == 2 and "'noise_std'" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_error_text_in_brackets_is_printed_as_is(tmp_path):
+    # YAML reads "[.inf]" as a list holding one float: the message quotes it as "[inf]", which
+    # rich would take for a markup tag if the message were not escaped
+    result = invoke(
+        "run", "--methods", "lcron", "--param", "lcron.tau=[.inf]", "--results-dir", tmp_path
+    )
+    assert result.exit_code == 2 and "(got [inf])" in result.output

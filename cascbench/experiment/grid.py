@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascbench.datasets import load_dataset
+from cascbench.datasets import load_dataset, world_config
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.store import ResultStore
@@ -44,7 +44,9 @@ def expand_grid(
     train: TrainConfig,
     method_params: dict[str, dict[str, Any]] | None = None,
 ) -> list[RunConfig]:
-    """methods × seeds, each resolved (defaults filled in, hyper-parameters validated)."""
+    """methods × seeds, each resolved (defaults filled in, hyper-parameters and world validated),
+    so that a mistyped name fails here, before any run starts, not in every run."""
+    world_config(dataset)
     method_params = method_params or {}
     return [
         RunConfig(
