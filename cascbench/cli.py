@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cascbench.errors import CascbenchError, unknown_name_error
+from cascbench.errors import CascbenchError, unknown_name_error, validate_fields
 
 if TYPE_CHECKING:  # the library (and torch) is imported only by the commands that need it
     from cascbench.experiment.config import RunConfig
@@ -124,6 +124,13 @@ def run(
     batch_size: Annotated[int, typer.Option(help="Requests per training step.")] = 1024,
     epochs: Annotated[int, typer.Option(help="Passes over the training days.")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    eval_protocol: Annotated[
+        str,
+        typer.Option(
+            help="clean (metrics over valid candidates) or release (the LCRON release's "
+            "evaluation, for exact comparison with the paper's numbers)."
+        ),
+    ] = "clean",
     results_dir: Annotated[Path, typer.Option(help="Where run folders are written.")] = Path(
         "results/local"
     ),
@@ -141,10 +148,14 @@ def run(
             world_options=_parse_assignments(world_option, "--world-option"),
             seed=world_seed,
         )
-        try:
-            train = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, device=device)
-        except ValueError as exc:
-            raise CascbenchError(str(exc)) from None
+        options = {
+            "lr": lr,
+            "batch_size": batch_size,
+            "epochs": epochs,
+            "device": device,
+            "eval_protocol": eval_protocol,
+        }
+        train = validate_fields("training options", TrainConfig, options)
         configs = expand_grid(
             method_names,
             parse_seeds(seeds),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -18,6 +19,12 @@ from cascbench.settings import Setting
 
 #: Bumped whenever a metric's definition changes: it is part of every run id.
 EVALUATOR_VERSION = "1"
+
+#: "clean": every metric over valid candidates (the default). "release": the LCRON release's
+#: evaluation, for exact comparison with its numbers (SPEC §3): selections run over all N slots
+#: (padded ones included, scored by the model on empty features), GT = the K largest of
+#: label·mask with |GT| = K, NDCG over all N slots with the stored labels of padded slots.
+Protocol = Literal["clean", "release"]
 
 
 def ground_truth(
@@ -93,7 +100,9 @@ class EvalResult:
         return int(self.evaluated.sum())
 
 
-def _check_inputs(scores: torch.Tensor, targets: Targets, setting: Setting) -> None:
+def _check_inputs(
+    scores: torch.Tensor, targets: Targets, setting: Setting, protocol: Protocol
+) -> None:
     expected = (setting.n_stages, *targets.label.shape)
     if scores.dim() != 3 or tuple(scores.shape) != expected:
         raise CascbenchError(
@@ -106,11 +115,14 @@ def _check_inputs(scores: torch.Tensor, targets: Targets, setting: Setting) -> N
             f"N={setting.n_candidates}."
         )
     for name, stage_scores in zip(setting.stage_names, scores, strict=True):
-        bad = ~torch.isfinite(stage_scores) & targets.mask
+        bad = ~torch.isfinite(stage_scores)
+        if protocol == "clean":  # padded slots take part in the release's selections only
+            bad &= targets.mask
         if bad.any():
             raise CascbenchError(
-                f"stage {name!r} produced {int(bad.sum())} NaN or infinite scores on valid "
-                f"candidates; the evaluator needs finite scores."
+                f"stage {name!r} produced {int(bad.sum())} NaN or infinite scores on "
+                f"{'valid candidates' if protocol == 'clean' else 'candidate slots'}; the "
+                f"evaluator needs finite scores."
             )
 
 
@@ -120,22 +132,28 @@ def _evaluate_chunk(
     setting: Setting,
     priority: torch.Tensor,
     kendall: bool,
+    protocol: Protocol,
 ) -> dict[str, torch.Tensor]:
     mask, k = targets.mask, setting.k
-    truth = ground_truth(targets.label, mask & (targets.group == 0), k, priority)
-    alive = cascade_select(scores, mask, setting.quotas, priority)
+    if protocol == "release":
+        slots = torch.ones_like(mask)  # every selection runs over all N slots
+        truth = ground_truth(targets.label * mask, slots, k, priority)  # |GT| = K
+    else:
+        slots = mask
+        truth = ground_truth(targets.label, mask & (targets.group == 0), k, priority)
+    alive = cascade_select(scores, slots, setting.quotas, priority)
     metrics = {"joint_recall": set_recall(alive[-1], truth)}
     oracle_truth = None
-    if targets.utility is not None:
+    if targets.utility is not None:  # the true top-K among real candidates, in both protocols
         oracle_truth = ground_truth(targets.utility, mask, k, priority)
         metrics["oracle/joint_recall"] = set_recall(alive[-1], oracle_truth)
     for t, (name, quota) in enumerate(zip(setting.stage_names, setting.quotas, strict=True)):
-        alone = top_q(scores[t], mask, quota, priority)
+        alone = top_q(scores[t], slots, quota, priority)
         metrics[f"recall/{name}"] = set_recall(alone, truth)
-        metrics[f"ndcg/{name}"] = ndcg_at_k(scores[t], targets.label, mask, k)
+        metrics[f"ndcg/{name}"] = ndcg_at_k(scores[t], targets.label, slots, k)
         metrics[f"survival/{name}"] = set_recall(alive[t], truth)
         if kendall:
-            metrics[f"kendall/{name}"] = kendall_tau_b(scores[t], targets.label, mask)
+            metrics[f"kendall/{name}"] = kendall_tau_b(scores[t], targets.label, slots)
         if oracle_truth is not None:
             metrics[f"oracle/recall/{name}"] = set_recall(alone, oracle_truth)
     evaluated = truth.any(-1)
@@ -149,6 +167,7 @@ def evaluate(
     seed: int = 0,
     *,
     kendall: bool = False,
+    protocol: Protocol = "clean",
     chunk_size: int = 4096,
 ) -> EvalResult:
     """Evaluate every stage's scores on B requests with the hard cascade of `setting`.
@@ -157,16 +176,17 @@ def evaluate(
     seed drives the tie-breaking of equal scores (request b's tie order depends only on seed and b).
     Metrics: "joint_recall", and per stage name "recall/", "ndcg/", "survival/" (and "kendall/"
     when kendall=True); with a true utility in the targets, "oracle/joint_recall" and
-    "oracle/recall/<stage>" against the true top-K. Raises CascbenchError on NaN/inf scores.
+    "oracle/recall/<stage>" against the true top-K. protocol: "clean" or "release" (see
+    `Protocol`). Raises CascbenchError on NaN/inf scores.
     """
-    _check_inputs(scores, targets, setting)
+    _check_inputs(scores, targets, setting, protocol)
     chunks: list[dict[str, torch.Tensor]] = []
     batch_size = targets.label.shape[0]
     for start in range(0, batch_size, chunk_size):
         rows = slice(start, start + chunk_size)
         part = targets[rows]
         priority = tie_break_priority(tuple(part.label.shape), seed, start, scores.device)
-        chunks.append(_evaluate_chunk(scores[:, rows], part, setting, priority, kendall))
+        chunks.append(_evaluate_chunk(scores[:, rows], part, setting, priority, kendall, protocol))
     names = chunks[0].keys() if chunks else []
     per_request = {name: torch.cat([c[name] for c in chunks]).cpu() for name in names}
     evaluated = ~per_request["joint_recall"].isnan() if chunks else torch.zeros(0, dtype=torch.bool)

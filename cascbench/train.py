@@ -105,6 +105,10 @@ def train_run(
 
     started = time.perf_counter()
     test_rows = data.rows_of_days([test_day])
+    if config.train.eval_protocol == "release":  # the release drops the last partial batch
+        test_rows = test_rows[
+            : test_rows.numel() // config.train.batch_size * config.train.batch_size
+        ]
     scores = _predict(models, data, test_rows, config.train.eval_batch_size)
     result = evaluate(
         scores,
@@ -112,6 +116,7 @@ def train_run(
         setting,
         seed=config.train.eval_seed,
         kendall=config.train.kendall,
+        protocol=config.train.eval_protocol,
     )
     eval_seconds = time.perf_counter() - started
 

@@ -139,3 +139,10 @@ def test_error_text_in_brackets_is_printed_as_is(tmp_path):
         "run", "--methods", "lcron", "--param", "lcron.tau=[.inf]", "--results-dir", tmp_path
     )
     assert result.exit_code == 2 and "(got [inf])" in result.output
+
+
+def test_invalid_training_options_are_named(tmp_path):
+    result = invoke("run", "--eval-protocol", "paper", "--lr", "-1", "--results-dir", tmp_path)
+    assert result.exit_code == 2
+    assert "training options" in result.output and "'eval_protocol'" in result.output
+    assert "'lr'" in result.output

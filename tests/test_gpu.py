@@ -15,12 +15,15 @@ pytestmark = [
 ]
 
 
-def test_evaluate_on_cuda_equals_cpu(generator):
+@pytest.mark.parametrize("protocol", ["clean", "release"])
+def test_evaluate_on_cuda_equals_cpu(protocol, generator):
     setting = cb.get_setting("recflow-3stage")
     targets = random_targets(setting, 3000, generator)
     scores = torch.round(torch.randn(3, 3000, 50, generator=generator) * 4) / 4  # ties
-    on_cpu = cb.evaluate(scores, targets, setting, seed=5, kendall=True)
-    on_gpu = cb.evaluate(scores.cuda(), targets.to("cuda"), setting, seed=5, kendall=True)
+    on_cpu = cb.evaluate(scores, targets, setting, seed=5, kendall=True, protocol=protocol)
+    on_gpu = cb.evaluate(
+        scores.cuda(), targets.to("cuda"), setting, seed=5, kendall=True, protocol=protocol
+    )
     for name, values in on_cpu.per_request.items():
         torch.testing.assert_close(on_gpu.per_request[name], values, equal_nan=True)
 

@@ -30,16 +30,22 @@ def _ndcg(scores, gains, k):
     return dcg / ideal if ideal > 0 else 0.0
 
 
-def reference_metrics(scores, targets, setting, seed):
-    """Per-request metrics by brute force; None for skipped requests."""
+def reference_metrics(scores, targets, setting, seed, release=False):
+    """Per-request metrics by brute force; None for skipped requests. release: SPEC §3's release
+    protocol (all N slots, GT = the K largest of label·mask, stored labels of padded slots)."""
     priority = tie_break_priority(tuple(targets.label.shape), seed)
     rows = []
     for b in range(targets.label.shape[0]):
-        valid = [j for j in range(targets.label.shape[1]) if targets.mask[b, j]]
-        gt_candidates = [j for j in valid if targets.group[b, j] == 0]
-        truth = _top(
-            gt_candidates, lambda j, b=b: (-targets.label[b, j], priority[b, j]), setting.k
-        )
+        if release:
+            valid = list(range(targets.label.shape[1]))
+            masked = [(targets.label[b, j] * targets.mask[b, j]).item() for j in valid]
+            truth = _top(valid, lambda j, b=b, m=masked: (-m[j], priority[b, j]), setting.k)
+        else:
+            valid = [j for j in range(targets.label.shape[1]) if targets.mask[b, j]]
+            gt_candidates = [j for j in valid if targets.group[b, j] == 0]
+            truth = _top(
+                gt_candidates, lambda j, b=b: (-targets.label[b, j], priority[b, j]), setting.k
+            )
         if not truth:
             rows.append(None)
             continue
@@ -67,17 +73,19 @@ def reference_metrics(scores, targets, setting, seed):
     return rows
 
 
+@pytest.mark.parametrize("protocol", ["clean", "release"])
 @pytest.mark.parametrize("n_stages", [1, 2, 3])
-def test_metrics_match_the_brute_force_reference(n_stages, generator):
+def test_metrics_match_the_brute_force_reference(n_stages, protocol, generator):
     setting = tiny_setting(n_stages)
     targets = random_targets(setting, 60, generator, pad_prob=0.3)
     targets.mask[0, :3] = False  # no ground-truth item: skipped
     targets.mask[1, :3] = torch.tensor([False, True, False])  # |GT| = 1 < K
     # rounded scores: many ties, so the tie-breaking is exercised
     scores = torch.round(torch.randn(n_stages, 60, 8, generator=generator) * 2) / 2
-    result = evaluate(scores, targets, setting, seed=3, kendall=True)
-    expected = reference_metrics(scores, targets, setting, seed=3)
-    assert expected[0] is None and expected[1] is not None
+    result = evaluate(scores, targets, setting, seed=3, kendall=True, protocol=protocol)
+    expected = reference_metrics(scores, targets, setting, seed=3, release=protocol == "release")
+    if protocol == "clean":
+        assert expected[0] is None and expected[1] is not None
     for b, row in enumerate(expected):
         if row is None:
             assert not result.evaluated[b]
@@ -160,3 +168,25 @@ def test_wrong_shape_is_refused(generator):
     targets = random_targets(setting, 4, generator)
     with pytest.raises(CascbenchError, match=r"\[T, B, N\]"):
         evaluate(torch.zeros(3, 4, 40), targets, setting)
+
+
+def test_release_protocol_equals_clean_on_full_requests(generator):
+    setting = get_setting("recflow-2stage")
+    targets = random_targets(setting, 100, generator, pad_prob=0.0)
+    scores = torch.randn(2, 100, 40, generator=generator)
+    clean = evaluate(scores, targets, setting, kendall=True)
+    release = evaluate(scores, targets, setting, kendall=True, protocol="release")
+    for name, values in clean.per_request.items():
+        torch.testing.assert_close(release.per_request[name], values, equal_nan=True)
+
+
+def test_release_protocol_counts_padded_slots(generator):
+    setting = get_setting("recflow-2stage")
+    targets = random_targets(setting, 50, generator, pad_prob=0.3)
+    scores = torch.randn(2, 50, 40, generator=generator).masked_fill(~targets.mask, 9.0)
+    # padded slots scored highest crowd out real items only under the release protocol
+    clean = evaluate(scores, targets, setting).means["joint_recall"]
+    release = evaluate(scores, targets, setting, protocol="release").means["joint_recall"]
+    assert release < clean
+    with pytest.raises(CascbenchError, match="candidate slots"):
+        evaluate(scores.masked_fill(~targets.mask, torch.nan), targets, setting, protocol="release")

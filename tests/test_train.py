@@ -109,3 +109,10 @@ def test_unavailable_device_is_refused(data):
         pytest.skip("CUDA is available here")
     with pytest.raises(CascbenchError, match="CUDA is not available"):
         train_run(config(device="cuda"), data)
+
+
+def test_release_protocol_drops_the_last_partial_batch(data):
+    record = train_run(config(eval_protocol="release"), data)  # batch 64, 200 test requests
+    assert record.stats["test_requests"] == 192
+    assert record.config["train"]["eval_protocol"] == "release"
+    assert config(eval_protocol="release").run_id() != config().run_id()

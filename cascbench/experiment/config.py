@@ -38,6 +38,14 @@ class TrainConfig(_Strict):
     eval_batch_size: int = Field(default=4096, ge=1, description="Requests per inference batch.")
     eval_seed: int = Field(default=1024, description="Seed of the evaluator's tie-breaking.")
     kendall: bool = Field(default=False, description="Also compute Kendall τ-b per stage.")
+    eval_protocol: Literal["clean", "release"] = Field(
+        default="clean",
+        description=(
+            "'clean': metrics over valid candidates. 'release': the LCRON release's evaluation "
+            "(SPEC §3: all N slots, |GT| = K, padded labels in NDCG, the last partial batch of "
+            "batch_size test requests dropped), for exact comparison with its numbers."
+        ),
+    )
 
 
 #: Training fields that change how a run executes but not its numbers; left out of the run id.
