@@ -104,11 +104,7 @@ def train_run(
     train_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    test_rows = data.rows_of_days([test_day])
-    if config.train.eval_protocol == "release":  # the release drops the last partial batch
-        test_rows = test_rows[
-            : test_rows.numel() // config.train.batch_size * config.train.batch_size
-        ]
+    test_rows = _test_rows(config, data, test_day)
     scores = _predict(models, data, test_rows, config.train.eval_batch_size)
     result = evaluate(
         scores,
@@ -199,6 +195,22 @@ def _check_finite(history: list[torch.Tensor], names: list[str], method: str) ->
         f"method {method!r}: loss term {names[term_index]!r} became "
         f"{recent[first_step, term_index].item()} at training step {step}; the run is stopped."
     )
+
+
+def _test_rows(config: RunConfig, data: CascadeData, test_day: int) -> torch.Tensor:
+    """The rows evaluated: the test day's requests; the release protocol drops the last partial
+    batch of batch_size requests, as the release does. Raises when nothing would be evaluated."""
+    rows = data.rows_of_days([test_day])
+    if config.train.eval_protocol == "release":
+        batch_size = config.train.batch_size
+        rows = rows[: rows.numel() // batch_size * batch_size]
+        if rows.numel() == 0:
+            raise CascbenchError(
+                f"the release evaluation protocol drops the last partial batch of "
+                f"batch_size={batch_size} test requests, and the test day has fewer: nothing "
+                f"would be evaluated. Use a smaller --batch-size or --eval-protocol clean."
+            )
+    return rows
 
 
 @torch.no_grad()

@@ -116,3 +116,8 @@ def test_release_protocol_drops_the_last_partial_batch(data):
     assert record.stats["test_requests"] == 192
     assert record.config["train"]["eval_protocol"] == "release"
     assert config(eval_protocol="release").run_id() != config().run_id()
+
+
+def test_release_protocol_on_a_test_day_smaller_than_a_batch_is_refused(data):
+    with pytest.raises(CascbenchError, match=r"batch_size=1024.*--eval-protocol clean"):
+        train_run(config(eval_protocol="release", batch_size=1024), data)
