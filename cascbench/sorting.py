@@ -34,6 +34,8 @@ def neuralsort(scores: torch.Tensor, tau: float, mask: torch.Tensor | None = Non
     _check_tau(tau)
     with torch.autocast(device_type=scores.device.type, enabled=False):
         s = _at_least_float32(scores)
+        if mask is not None:  # padded scores never count; a non-finite one must not leak as NaN
+            s = s.masked_fill(~mask, 0.0)
         n = s.shape[-1]
         distance = (s.unsqueeze(-1) - s.unsqueeze(-2)).abs()  # [..., N, N]
         if mask is not None:

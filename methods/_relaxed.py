@@ -105,7 +105,8 @@ def top_bottom_mass(
     # fill and copy a zero tensor of M's size. The bottom mass is summed, not taken as the column
     # sum minus the top: that difference cancels catastrophically for items near the top.
     shape = torch.broadcast_shapes(selectors.shape[:-2], matrix.shape[:-2])
-    masses = selectors.expand(*shape, 2, -1) @ matrix  # [..., 2, N]
+    with torch.autocast(device_type=matrix.device.type, enabled=False):  # SPEC §4: float32
+        masses = selectors.expand(*shape, 2, -1) @ matrix  # [..., 2, N]
     if keep is not None:
         masses = masses * keep.unsqueeze(-2)  # columns weighted by keep_j
     return masses[..., 0, :], masses[..., 1, :]

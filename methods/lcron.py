@@ -80,9 +80,10 @@ class LCRON(Method):
 
     def __init__(self, setting: Setting, **params: object) -> None:
         super().__init__(setting, **params)
-        n_weights = {"uwl": setting.n_stages, "uwl_eq13": setting.n_stages + 1}[
-            self.params.weighting
-        ]
+        # uwl_eq13 weighs L_e2e too, unless the ablation removed it: a weight of an absent term
+        # would only see its regulariser and be driven to zero (and the loss to NaN).
+        weighs_e2e = self.params.weighting == "uwl_eq13" and not self.params.no_e2e
+        n_weights = setting.n_stages + weighs_e2e
         if self.params.fixed_weight is None and not self.params.no_single:
             self.weights = torch.nn.Parameter(torch.ones(n_weights))
         else:
@@ -118,9 +119,11 @@ class LCRON(Method):
         if not p.no_e2e:
             if p.k_e2e == "quotas":
                 quotas = torch.tensor(self.setting.quotas).unsqueeze(-1)  # [T, 1]
-                parts["e2e"] = _e2e(*normalised_top_bottom(perm, quotas, perm_keep), positive)
+                parts["e2e"] = _e2e(
+                    *normalised_top_bottom(perm, quotas, perm_keep), positive, p.masking, keep
+                )
             else:
-                parts["e2e"] = _e2e(top, bottom, positive)
+                parts["e2e"] = _e2e(top, bottom, positive, p.masking, keep)
         if not p.no_single:
             single = -(torch.log(top + EPS) * positive * keep).mean(-1) - (
                 torch.log(bottom + EPS) * below_k * keep
@@ -130,7 +133,7 @@ class LCRON(Method):
             parts.update({f"single/{name}": single[t] for t, name in enumerate(names)})
         total = self._combine(parts)
         if self.weights is not None:
-            labels = (["e2e"] if p.weighting == "uwl_eq13" else []) + list(names)
+            labels = (["e2e"] if len(self.weights) > len(names) else []) + list(names)
             parts.update(
                 {f"weight/{n}": w.detach() for n, w in zip(labels, self.weights, strict=True)}
             )
@@ -145,16 +148,28 @@ class LCRON(Method):
         if self.params.fixed_weight is not None:
             return (e2e if e2e is not None else 0.0) + self.params.fixed_weight * single.sum()
         if self.params.weighting == "uwl_eq13":
-            terms = torch.cat([(e2e if e2e is not None else single.new_zeros(())).view(1), single])
+            terms = single if e2e is None else torch.cat([e2e.view(1), single])
             regulariser = torch.log(self.weights).sum() / math.log(2.0)  # log2 Π w
             return (0.5 / self.weights.square() * terms).sum() + regulariser
         weighted = (0.5 / self.weights.square() * single).sum() + torch.log(self.weights).sum()
         return weighted if e2e is None else e2e + weighted
 
 
-def _e2e(top: torch.Tensor, bottom: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
-    """L_e2e = mean_b(up + down) from every stage's top/bot [T, B, N] and y⁺ [B, N]."""
+def _e2e(
+    top: torch.Tensor,
+    bottom: torch.Tensor,
+    positive: torch.Tensor,
+    masking: Masking,
+    keep: torch.Tensor,
+) -> torch.Tensor:
+    """L_e2e = mean_b(up + down) from every stage's top/bot [T, B, N], y⁺ and m [B, N].
+
+    In the reference every slot whose y⁺ is 0 is a negative, so each padded slot adds the constant
+    −log ε / N; the clean option counts valid items only (padded items get no loss).
+    """
     negative = (1.0 - positive).clamp(0.0, 1.0)  # y⁻_j
+    if masking == "clean":
+        negative = negative * keep
     survive = top.prod(0)  # lower bound of P(j survives every stage)
     dropped = 1.0 - (1.0 - bottom).prod(0)
     up = -(torch.log(survive + EPS) * positive).mean(-1)

@@ -175,3 +175,34 @@ def test_any_number_of_stages(setting_name, generator):
         out = cb.get_method("lcron", setting, **options).loss(scores.requires_grad_(), targets)
         (grad,) = torch.autograd.grad(out.total, scores)
         assert torch.isfinite(grad).all() and (grad.abs().sum((1, 2)) > 0).all()
+
+
+def test_eq13_without_e2e_has_no_weight_for_the_absent_term():
+    method = cb.get_method("lcron", SIX, weighting="uwl_eq13", no_e2e=True)
+    assert method.weights.numel() == 2  # one per stage: an e2e weight would only shrink to 0
+    _, single = uniform_terms()
+    expected = 2 * 0.5 * single + math.log2(1.0)
+    assert method.loss(equal_scores(), FULL).total.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_clean_e2e_counts_no_padded_slot_by_hand():
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    mask[0, 5] = False  # 5 valid items: with equal scores the clean P̂ rows are uniform 1/5
+    targets = Targets(LABEL, SIX.slot_group.unsqueeze(0), mask)
+    c = 1.0 + EPS
+    up = 2 * -math.log((2 / 5 / c) ** 2 + EPS)
+    down = 3 * -math.log(1 - (1 - 3 / 5 / c) ** 2 + EPS)  # 3 valid negatives, the padded one none
+    out = loss(targets=targets, masking="clean")
+    assert out.parts["e2e"].item() == pytest.approx((up + down) / 6, rel=1e-5)
+
+
+def test_losses_stay_float32_under_autocast(generator):
+    setting = tiny_setting(2)
+    targets = random_targets(setting, 8, generator)
+    scores = torch.randn(2, 8, 8, generator=generator)
+    method = cb.get_method("lcron", setting, tau=1.0)
+    plain = method.loss(scores, targets).total
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = method.loss(scores, targets).total
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain)

@@ -129,3 +129,10 @@ def test_gradcheck_in_float64(operator, masked, generator):
 
 def test_half_precision_inputs_are_sorted_in_float32():
     assert neuralsort(torch.randn(4, dtype=torch.bfloat16), 1.0).dtype == torch.float32
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_clean_masking_ignores_non_finite_padded_scores(operator):
+    scores = torch.tensor([[1.0, 0.5, -torch.inf, torch.nan]])
+    mask = torch.tensor([[True, True, False, False]])
+    assert torch.isfinite(operator(scores, 0.5, mask)).all()
