@@ -86,6 +86,7 @@ def train_run(
     if len(days) < 2:
         raise CascbenchError(f"the dataset has {len(days)} day(s); training needs at least 2.")
     train_days, test_day = days[:-1], days[-1]
+    test_rows = _test_rows(config, data, test_day)  # before training: it may refuse the run
 
     torch.manual_seed(config.seed)  # model initialisation; shuffling has its own generator
     models = build_cascade(setting, data).to(device)
@@ -94,7 +95,7 @@ def train_run(
     if any(True for _ in method.parameters()):
         optimizers.append(torch.optim.Adam(method.parameters(), lr=config.train.lr))
 
-    data = data.to(device)
+    data, test_rows = data.to(device), test_rows.to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
@@ -104,7 +105,6 @@ def train_run(
     train_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    test_rows = _test_rows(config, data, test_day)
     scores = _predict(models, data, test_rows, config.train.eval_batch_size)
     result = evaluate(
         scores,
