@@ -18,14 +18,18 @@ class _Strict(BaseModel):
 
 
 class DatasetConfig(_Strict):
-    kind: Literal["synthetic"] = Field(
-        default="synthetic", description="Where the data comes from."
+    kind: Literal["synthetic", "recflow"] = Field(
+        default="synthetic",
+        description="Where the data comes from: a synthetic world, or a prepared RecFlow cache.",
     )
     world: str = Field(default="small", description="Synthetic world preset (tiny, small, ...).")
     world_options: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the preset's knobs (WorldConfig fields)."
     )
     seed: int = Field(default=0, description="Seed of the world: fixed across training seeds.")
+    data_dir: str | None = Field(
+        default=None, description="RecFlow only: the cache folder `cascbench data prepare` wrote."
+    )
 
 
 class TrainConfig(_Strict):
@@ -38,6 +42,13 @@ class TrainConfig(_Strict):
     eval_batch_size: int = Field(default=4096, ge=1, description="Requests per inference batch.")
     eval_seed: int = Field(default=1024, description="Seed of the evaluator's tie-breaking.")
     kendall: bool = Field(default=False, description="Also compute Kendall τ-b per stage.")
+    split: Literal["last-day", "streaming"] = Field(
+        default="last-day",
+        description=(
+            "'last-day': train on every day but the last, test on the last. 'streaming': each day "
+            "t is tested after training on all days before t (the paper's Figure 2)."
+        ),
+    )
     eval_protocol: Literal["clean", "release"] = Field(
         default="clean",
         description=(

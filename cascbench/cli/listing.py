@@ -1,0 +1,61 @@
+"""`cascbench list`: the registered methods, built-in settings and synthetic world presets."""
+
+from __future__ import annotations
+
+import typing
+from typing import Annotated, Any
+
+import typer
+
+from cascbench.cli._common import app, console, user_errors
+from cascbench.errors import unknown_name_error
+
+
+@app.command(name="list")
+def list_(
+    what: Annotated[str, typer.Argument(help="methods, settings or worlds.")],
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show every hyper-parameter with type and default.")
+    ] = False,
+) -> None:
+    """List the registered methods, the built-in settings or the synthetic world presets."""
+    from cascbench.method import list_methods
+    from cascbench.settings import list_settings
+
+    with user_errors():
+        choices = ("methods", "settings", "worlds")
+        if what not in choices:
+            raise unknown_name_error("list", what, choices)
+        if what == "methods":
+            for name, cls in list_methods().items():
+                console.print(f"[bold]{name}[/]: ", end="")
+                console.print(cls.summary, markup=False, highlight=False)
+                if verbose:
+                    for pname, field in cls.Params.model_fields.items():
+                        console.print(
+                            f"    {pname} ({_type_name(field.annotation)}, default "
+                            f"{field.default!r}): {field.description or ''}",
+                            markup=False,
+                            highlight=False,
+                        )
+        elif what == "settings":
+            for name, s in list_settings().items():
+                stages = " → ".join(f"{st.name}:{st.model} keeps {st.quota}" for st in s.stages)
+                console.print(f"[bold]{name}[/]: N={s.n_candidates}, K={s.k}, {stages}")
+                if verbose:
+                    console.print(f"    {s.description}", highlight=False)
+        else:
+            from cascbench.datasets.synthetic import WORLD_PRESETS
+
+            for name, config in WORLD_PRESETS.items():
+                console.print(f"[bold]{name}[/]: {config.model_dump()}", highlight=False)
+
+
+def _type_name(annotation: Any) -> str:
+    """A hyper-parameter's type as a user reads it: "float", "int | None", "'soft' | 'binary'"."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if args:  # a union such as int | None
+        return " | ".join(_type_name(a) for a in args)
+    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
