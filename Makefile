@@ -8,7 +8,7 @@ RESULTS ?= results/demo
 # gigabytes of CUDA packages. On a GPU machine the same pin resolves to the normal CUDA build.
 setup:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==2.13.0"
-	$(PYTHON) -m pip install --quiet -e ".[test]"
+	$(PYTHON) -m pip install --quiet -e ".[test,ray]"
 
 demo: setup
 	$(PYTHON) -m cascbench run --methods lcron,rankflow,bce --seeds 0-2 --world small \

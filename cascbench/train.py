@@ -40,6 +40,8 @@ class RunRecord:
     metrics: metric name -> mean over evaluated test requests.
     per_request: metric name -> float32 [R_test] (NaN for skipped requests); request_id: [R_test].
     curve: column name ("step", "day", "total", and each loss part) -> one value per step.
+    per_day: streaming split only: column name ("day", then each metric) -> one value per test
+    day (metric means over that day's evaluated requests); empty for the last-day split.
     """
 
     config: dict
@@ -48,6 +50,7 @@ class RunRecord:
     request_id: np.ndarray
     curve: dict[str, list[float]]
     stats: dict[str, float | int | str] = field(default_factory=dict)
+    per_day: dict[str, list[float]] = field(default_factory=dict)
 
 
 def resolve_device(device: str) -> torch.device:

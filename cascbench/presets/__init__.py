@@ -1,0 +1,1 @@
+"""Packaged YAML configs: `cascbench run --preset NAME` (`cascbench list presets`)."""
