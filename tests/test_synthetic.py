@@ -49,10 +49,17 @@ def world(request, worlds) -> tuple[Setting, CascadeData]:
 
 
 def test_presets_and_unknown_name():
-    assert {"tiny", "small"} <= set(WORLD_PRESETS)
+    assert {"tiny", "small", "recflow-like"} <= set(WORLD_PRESETS)
     assert get_world_config("small") is WORLD_PRESETS["small"]
     with pytest.raises(CascbenchError, match="tiny"):
         get_world_config("tinny")
+
+
+@pytest.mark.parametrize("setting", ["recflow-2stage", "recflow-3stage"])
+def test_recflow_like_fits_both_recflow_settings(setting):
+    """The paper presets run recflow-like in two and three stages: its funnel must resolve."""
+    keep, noise = resolve_funnel(get_setting(setting), get_world_config("recflow-like"))
+    assert keep[-1] == 10 and len(noise) == len(get_setting(setting).groups) - 1
 
 
 def test_config_is_frozen_and_strict():
