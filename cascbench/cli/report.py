@@ -1,74 +1,150 @@
-"""`cascbench report`: tables of mean ± std over seeds from a results folder."""
+"""`cascbench report`: paper-style tables with significance tests from a results folder."""
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.console import Console
+from rich.markup import escape
 
-from cascbench.cli._common import app, console, split_names, user_errors
-from cascbench.errors import unknown_name_error
+from cascbench.cli._common import app, console, err_console, split_names, user_errors
+from cascbench.errors import CascbenchError, unknown_name_error
+
+FORMATS = ("table", "markdown", "latex", "csv")
+TESTS = ("t", "wilcoxon")
 
 
 @app.command(
     epilog="Examples:\n\n"
     "  cascbench report\n\n"
-    "  cascbench report --results-dir results/local --format markdown --metrics all"
+    "  cascbench report --results-dir results/local --format markdown --metrics all\n\n"
+    "  cascbench report --baseline rankflow --test wilcoxon --alpha 0.01\n\n"
+    "  cascbench report --format latex --standalone --output table2.tex\n\n"
+    "  cascbench report --setting recflow-2stage --compare-paper"
 )
 def report(
     results_dir: Annotated[Path, typer.Option(help="The folder `cascbench run` wrote to.")] = Path(
         "results/local"
     ),
-    setting: Annotated[str | None, typer.Option(help="Only this setting's table.")] = None,
+    setting: Annotated[
+        str | None,
+        typer.Option(help="Report this setting (required when the results mix settings)."),
+    ] = None,
     metrics: Annotated[
         str | None,
         typer.Option(help="Comma-separated metric columns, or 'all'; default: the paper's."),
     ] = None,
     format: Annotated[
-        str, typer.Option("--format", help="table (terminal), markdown or csv.")
+        str, typer.Option("--format", help="table (terminal), markdown, latex or csv.")
     ] = "table",
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare every row with this one (a row label, e.g. rankflow); default: each "
+            "row with the best other row on each metric."
+        ),
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(help="The row of the Improv. line; default: lcron, else the best."),
+    ] = None,
+    test: Annotated[
+        str, typer.Option(help="Paired test across seeds: t (paired t-test) or wilcoxon.")
+    ] = "t",
+    alpha: Annotated[
+        float, typer.Option(help="Significance level after Holm's correction.")
+    ] = 0.05,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            help="Bootstrap resamples of the per-request CI (0: skip that part, the slow one "
+            "on large test days)."
+        ),
+    ] = 1000,
+    detail_metric: Annotated[
+        str | None,
+        typer.Option(help="Metric of the detailed comparison table; default: the first column."),
+    ] = None,
+    compare_paper: Annotated[
+        bool,
+        typer.Option(
+            "--compare-paper", help="Show the LCRON paper's published numbers beside ours."
+        ),
+    ] = False,
+    sweeps: Annotated[
+        bool, typer.Option(help="Add one table per hyper-parameter sweep found in the runs.")
+    ] = True,
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file (atomically) instead of the terminal.")
+    ] = None,
+    standalone: Annotated[
+        bool,
+        typer.Option(help="LaTeX: a complete document that compiles on its own (pdflatex)."),
+    ] = False,
 ) -> None:
-    """Print mean ± std over seeds for every method, one table per setting and dataset."""
-    from cascbench.experiment.store import ResultStore
-    from cascbench.report.tables import (
-        format_cell,
-        runs_frame,
-        summarize,
-        to_long_csv,
-        to_markdown,
-    )
+    """Mean ± std over seeds per method, best bold, second underlined, marks for significant
+    differences from the baseline, the Improv. row; a paired comparison in detail; sweep tables.
+
+    One table per dataset and training configuration of one setting."""
+    from cascbench.experiment.store import ResultStore, atomic_write_bytes
+    from cascbench.report.build import ReportOptions, build_report
+    from cascbench.report.compare import CompareOptions
+    from cascbench.report.formats import latex_document, to_latex, to_markdown, to_rich
+    from cascbench.report.loading import RunFiles
+    from cascbench.report.tables import runs_frame, select_setting
 
     with user_errors():
-        formats = ("table", "markdown", "csv")
-        if format not in formats:
-            raise unknown_name_error("format", format, formats)
-        frame = runs_frame(ResultStore(results_dir).finished_runs())
-        if setting is not None:
-            if setting not in set(frame["setting"]):
-                raise unknown_name_error(
-                    "setting (in these results)", setting, set(frame["setting"])
-                )
-            frame = frame[frame["setting"] == setting]
-        tables = summarize(frame, None if metrics is None else split_names(metrics))
+        if format not in FORMATS:
+            raise unknown_name_error("format", format, FORMATS)
+        if test not in TESTS:
+            raise unknown_name_error("test", test, TESTS)
+        if not 0.0 < alpha < 1.0:
+            raise CascbenchError(f"--alpha must be between 0 and 1 (e.g. 0.05), got {alpha}.")
+        if bootstrap < 0:
+            raise CascbenchError(
+                f"--bootstrap must be 0 (skip) or more resamples, got {bootstrap}."
+            )
+        store = ResultStore(results_dir)
+        frame = select_setting(runs_frame(store.finished_runs()), setting)
+        options = ReportOptions(
+            metrics=None if metrics is None else split_names(metrics),
+            method=method,
+            compare=CompareOptions(baseline=baseline, test=test, alpha=alpha, resamples=bootstrap),
+            detail_metric=detail_metric,
+            compare_paper=compare_paper,
+            sweeps=sweeps,
+        )
+        built = build_report(frame, options, RunFiles(store).per_request)
+    for note in built.notes:
+        err_console.print(f"[yellow]Note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if format == "csv":
-        sys.stdout.write(to_long_csv(tables).to_csv(index=False))
-        return
-    for table in tables:
-        if format == "markdown":
-            typer.echo(to_markdown(table) + "\n")
-            continue
-        rich_table = Table(title=f"{table.title}: mean ± std over seeds")
-        rich_table.add_column("method")
-        rich_table.add_column("n", justify="right")
-        for column in table.mean.columns:
-            rich_table.add_column(column, justify="right")
-        for variant in table.mean.index:
-            cells = [
-                format_cell(table.mean.at[variant, c], table.std.at[variant, c])
-                for c in table.mean.columns
-            ]
-            rich_table.add_row(variant, str(int(table.n.loc[variant].max())), *cells)
-        console.print(rich_table)
+        text = built.cells.to_csv(index=False)
+    elif format == "markdown":
+        text = "\n\n".join(to_markdown(t) for t in built.tables) + "\n"
+    elif format == "latex":
+        floats = [to_latex(t) for t in built.tables]
+        text = (
+            latex_document(floats)
+            if standalone
+            else "% Needs \\usepackage{booktabs}.\n" + "\n\n".join(floats) + "\n"
+        )
+    else:
+        target = console if output is None else Console(file=io.StringIO(), width=200)
+        for table in built.tables:
+            target.print(to_rich(table))
+        if output is None:
+            return
+        text = target.file.getvalue()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        with user_errors():
+            try:
+                atomic_write_bytes(output, text.encode())
+            except OSError as exc:
+                raise CascbenchError(f"cannot write {output}: {exc}") from None
+        err_console.print(f"Wrote {escape(str(output))}.", highlight=False)

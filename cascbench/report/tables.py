@@ -1,9 +1,17 @@
-"""Mean ± std over seeds per (setting, dataset, method variant), in the paper's column order."""
+"""Mean ± std over seeds per method variant, one table per (setting, dataset, training config).
+
+The runs of a results folder become one frame (`runs_frame`), one row per run; `summarize` groups
+it into `SummaryTable`s. Training fields that vary across runs (a learning-rate × batch-size grid,
+as the paper's Tables 9–12) split the tables, so that each table compares methods trained alike;
+method hyper-parameters that vary make rows ("lcron[tau=20.0]").
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -12,14 +20,20 @@ from cascbench.experiment.config import EXECUTION_ONLY_TRAIN_FIELDS, RunConfig, 
 from cascbench.experiment.store import StoredRun
 from cascbench.settings import get_setting
 
-_TRAIN_DEFAULTS = TrainConfig().model_dump(mode="json")
+TRAIN_DEFAULTS = TrainConfig().model_dump(mode="json")
+
+#: Row order of the paper's tables; other methods follow alphabetically.
+PAPER_METHOD_ORDER = ("bce", "icc", "rankflow", "fs_ranknet", "fs_lambdaloss", "arf", "arf_v2")
+#: LCRON comes last in the paper, after every baseline.
+LAST_METHODS = ("lcron",)
 
 
 @dataclass(frozen=True)
 class SummaryTable:
     """One table: rows are method variants, columns metrics; mean, std (ddof 1) and n per cell.
 
-    common: the training fields every run of the table shares that differ from the defaults.
+    runs: the table's runs (one row each: variant, method, method_params, seed, run_id, metrics).
+    train: the training fields shared by every run of the table that differ from the defaults.
     """
 
     setting: str
@@ -27,25 +41,52 @@ class SummaryTable:
     mean: pd.DataFrame
     std: pd.DataFrame
     n: pd.DataFrame
-    common: str = ""
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    train: dict = field(default_factory=dict)
+
+    @property
+    def common(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.train.items())
 
     @property
     def title(self) -> str:
         return f"{self.setting} on {self.dataset}" + (f" ({self.common})" if self.common else "")
 
+    @property
+    def variants(self) -> list[str]:
+        return list(self.mean.index)
+
+    def train_config(self) -> dict:
+        """Every training field of the table's runs (the defaults overridden by `train`)."""
+        return {**TRAIN_DEFAULTS, **self.train}
+
+    def per_seed(self, metric: str) -> pd.DataFrame:
+        """float[variant, seed]: the metric of each run (NaN where a variant lacks the seed)."""
+        return self.runs.pivot_table(index="variant", columns="seed", values=metric, aggfunc="mean")
+
+
+@functools.lru_cache(maxsize=256)
+def _default_params(setting: str, method: str) -> dict:
+    return RunConfig(setting=setting, method=method).resolved().method_params
+
 
 def _method_changes(config: dict) -> list[str]:
     """The method's hyper-parameters that differ from their (setting-resolved) defaults."""
-    default = RunConfig(setting=config["setting"], method=config["method"]).resolved()
+    default = _default_params(config["setting"], config["method"])
     return [
         f"{key}={value}"
         for key, value in config["method_params"].items()
-        if default.method_params.get(key) != value
+        if default.get(key) != value
     ]
 
 
 def dataset_label(config: dict) -> str:
+    """ "synthetic:small", "synthetic:tiny[noise_std=1]@3" (world seed 3), "recflow",
+    "recflow[2024-01-13..2024-02-04]" (the days when not the paper's)."""
     dataset = config["dataset"]
+    if dataset["kind"] == "recflow":
+        days = dataset.get("days")
+        return "recflow" + (f"[{days[0]}..{days[-1]}]" if days else "")
     label = f"{dataset['kind']}:{dataset['world']}"
     if dataset.get("world_options"):
         options = ", ".join(f"{k}={v}" for k, v in sorted(dataset["world_options"].items()))
@@ -54,15 +95,21 @@ def dataset_label(config: dict) -> str:
 
 
 def runs_frame(runs: list[StoredRun]) -> pd.DataFrame:
-    """One row per run: setting, dataset, method, its changed hyper-parameters, every training
-    field ("train.<name>"), seed, run_id, then every metric."""
+    """One row per run: setting, dataset, method, its changed hyper-parameters, its resolved
+    hyper-parameters as JSON ("method_params"), every training field ("train.<name>"), seed,
+    run_id, then every metric."""
     if not runs:
-        raise CascbenchError("the results folder holds no finished run.")
+        raise CascbenchError(
+            "the results folder holds no finished run (no run folder with a DONE marker). "
+            "Run `cascbench run --results-dir <folder>` first, or point --results-dir at the "
+            "folder it wrote."
+        )
     rows = []
     for run in runs:
+        # Runs written before a training field existed ran with its default.
         train = {
             f"train.{k}": v
-            for k, v in run.config["train"].items()
+            for k, v in {**TRAIN_DEFAULTS, **run.config["train"]}.items()
             if k not in EXECUTION_ONLY_TRAIN_FIELDS
         }
         rows.append(
@@ -71,6 +118,7 @@ def runs_frame(runs: list[StoredRun]) -> pd.DataFrame:
                 "dataset": dataset_label(run.config),
                 "method": run.config["method"],
                 "method_changes": ", ".join(_method_changes(run.config)),
+                "method_params": json.dumps(run.config["method_params"], sort_keys=True),
                 **train,
                 "seed": run.config["seed"],
                 "run_id": run.run_id,
@@ -80,22 +128,29 @@ def runs_frame(runs: list[StoredRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _variants(group: pd.DataFrame) -> tuple[pd.Series, str]:
-    """Row labels (method plus what distinguishes it) and the table's common non-default fields."""
-    train_columns = [c for c in group.columns if c.startswith("train.")]
-    varying = [c for c in train_columns if group[c].nunique(dropna=False) > 1]
-    common = [
-        f"{c.removeprefix('train.')}={group[c].iloc[0]}"
-        for c in train_columns
-        if c not in varying and group[c].iloc[0] != _TRAIN_DEFAULTS[c.removeprefix("train.")]
+def select_setting(frame: pd.DataFrame, setting: str | None) -> pd.DataFrame:
+    """The runs of one setting. Without `setting` the results must hold a single one: tables of
+    different settings have different columns and cannot be compared."""
+    counts = frame["setting"].value_counts().sort_index()
+    if setting is None:
+        if len(counts) > 1:
+            listing = ", ".join(f"{name} ({count} runs)" for name, count in counts.items())
+            raise CascbenchError(
+                f"these results mix {len(counts)} settings: {listing}. Pass --setting NAME "
+                f"(e.g. --setting {counts.index[0]}) to report one of them."
+            )
+        return frame
+    if setting not in counts.index:
+        raise unknown_name_error("setting (in these results)", setting, counts.index)
+    return frame[frame["setting"] == setting]
+
+
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """The metric columns recorded in `frame` (with at least one value)."""
+    names = [
+        c for c in frame.columns if ("/" in c and not c.startswith("train.")) or c == "joint_recall"
     ]
-
-    def label(row: pd.Series) -> str:
-        changes = [row["method_changes"]] if row["method_changes"] else []
-        changes += [f"{c.removeprefix('train.')}={row[c]}" for c in varying]
-        return row["method"] + (f"[{', '.join(changes)}]" if changes else "")
-
-    return group.apply(label, axis=1), ", ".join(common)
+    return [c for c in names if frame[c].notna().any()]
 
 
 def paper_columns(setting_name: str) -> list[str]:
@@ -104,78 +159,88 @@ def paper_columns(setting_name: str) -> list[str]:
     return ["joint_recall"] + [f"{m}/{s}" for s in stages for m in ("recall", "ndcg")]
 
 
-def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> list[SummaryTable]:
-    """Tables of mean ± std over seeds, one per (setting, dataset).
+def resolve_metrics(frame: pd.DataFrame, setting: str, metrics: list[str] | None) -> list[str]:
+    """The columns to show: None = the paper's (plus the oracle joint recall where the dataset
+    knows the true utility); ["all"] = every metric recorded; otherwise the names, checked."""
+    recorded = metric_columns(frame)
+    if metrics is None:
+        columns = [c for c in paper_columns(setting) if c in recorded]
+        return columns + [c for c in ("oracle/joint_recall",) if c in recorded]
+    if metrics == ["all"]:
+        return recorded
+    for name in metrics:
+        if name not in recorded:
+            raise unknown_name_error("metric (in these results)", name, recorded)
+    return metrics
 
-    metrics: the columns to show; None = the paper's columns (plus the oracle joint recall where
-    the dataset knows the true utility); ["all"] = every metric recorded.
+
+def variant_order(labels: list[str], methods: dict[str, str]) -> list[str]:
+    """Rows in the paper's order: its baselines, other methods alphabetically, LCRON last; a
+    method's default variant before its others. methods: label -> method name."""
+
+    def key(label: str) -> tuple:
+        method = methods[label]
+        if method in PAPER_METHOD_ORDER:
+            position = (0, PAPER_METHOD_ORDER.index(method), "")
+        elif method in LAST_METHODS:
+            position = (2, LAST_METHODS.index(method), "")
+        else:
+            position = (1, 0, method)
+        return (*position, label != method, label)
+
+    return sorted(labels, key=key)
+
+
+def _variant_label(row: pd.Series) -> str:
+    return row["method"] + (f"[{row['method_changes']}]" if row["method_changes"] else "")
+
+
+def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> list[SummaryTable]:
+    """Tables of mean ± std over seeds, one per (setting, dataset, training fields that vary).
+
+    metrics: the columns to show (see `resolve_metrics`).
     """
+    # In TrainConfig's order (lr, batch_size, ...), whatever the order of the stored JSON.
+    train_columns = [f"train.{k}" for k in TRAIN_DEFAULTS if f"train.{k}" in frame.columns]
     tables = []
     for (setting, dataset), group in frame.groupby(["setting", "dataset"], sort=True):
-        recorded = [c for c in group.columns if "/" in c or c == "joint_recall"]
-        recorded = [c for c in recorded if group[c].notna().any()]
-        if metrics is None:
-            columns = paper_columns(setting)
-            columns += [c for c in ("oracle/joint_recall",) if c in recorded]
-        elif metrics == ["all"]:
-            columns = recorded
-        else:
-            for name in metrics:
-                if name not in recorded:
-                    raise unknown_name_error("metric", name, recorded)
-            columns = metrics
-        labels, common = _variants(group)
-        by_variant = group.assign(variant=labels).groupby("variant", sort=True)[columns]
-        tables.append(
-            SummaryTable(
-                setting,
-                dataset,
-                by_variant.mean(),
-                by_variant.std(ddof=1),
-                by_variant.count(),
-                common,
+        columns = resolve_metrics(group, setting, metrics)
+        varying = [c for c in train_columns if group[c].astype(str).nunique() > 1]
+        group = group.assign(variant=group.apply(_variant_label, axis=1))
+        parts = group.groupby(varying, sort=True) if varying else [((), group)]
+        for _, part in parts:
+            train = {
+                c.removeprefix("train."): part[c].iloc[0]
+                for c in train_columns
+                if part[c].iloc[0] != TRAIN_DEFAULTS[c.removeprefix("train.")]
+            }
+            by_variant = part.groupby("variant", sort=True)[columns]
+            methods = dict(zip(part["variant"], part["method"], strict=True))
+            order = variant_order(list(methods), methods)
+            keep = ["variant", "method", "method_params", "seed", "run_id", *columns]
+            tables.append(
+                SummaryTable(
+                    setting,
+                    dataset,
+                    by_variant.mean().loc[order],
+                    by_variant.std(ddof=1).loc[order],
+                    by_variant.count().loc[order],
+                    part[keep].reset_index(drop=True),
+                    train,
+                )
             )
-        )
     return tables
 
 
 def format_cell(mean: float, std: float, digits: int = 4) -> str:
-    """ "0.8732 ± 0.0005"; the std is "n/a" with a single seed."""
+    """ "0.8732 ± 0.0005"; the std is "n/a" with a single seed, the cell "n/a" without a value."""
+    if math.isnan(mean):
+        return "n/a"
     spread = "n/a" if math.isnan(std) else f"{std:.{digits}f}"
     return f"{mean:.{digits}f} ± {spread}"
 
 
-def to_markdown(table: SummaryTable) -> str:
-    """A Markdown table of `table` with the number of seeds per row."""
-    columns = list(table.mean.columns)
-    lines = [
-        f"**{table.title}**",
-        "",
-        "| method | n | " + " | ".join(columns) + " |",
-        "|---|---|" + "---|" * len(columns),
-    ]
-    for variant in table.mean.index:
-        cells = [format_cell(table.mean.at[variant, c], table.std.at[variant, c]) for c in columns]
-        n = int(table.n.loc[variant].max())
-        lines.append(f"| {variant} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def to_long_csv(tables: list[SummaryTable]) -> pd.DataFrame:
-    """Every cell of every table as one row: setting, dataset, method, metric, mean, std, n."""
-    rows = []
-    for table in tables:
-        for variant in table.mean.index:
-            for column in table.mean.columns:
-                rows.append(
-                    {
-                        "setting": table.setting,
-                        "dataset": table.dataset,
-                        "method": variant,
-                        "metric": column,
-                        "mean": table.mean.at[variant, column],
-                        "std": table.std.at[variant, column],
-                        "n": int(table.n.at[variant, column]),
-                    }
-                )
-    return pd.DataFrame(rows)
+def dense_ranks(mean: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """Per column, 1 = the highest value as displayed (rounded to `digits`), 2 = the next distinct
+    value, ...; equal displayed values share a rank. NaN stays NaN. Every metric is better high."""
+    return mean.round(digits).rank(axis=0, method="dense", ascending=False)
