@@ -10,9 +10,10 @@ setup:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==2.13.0"
 	$(PYTHON) -m pip install --quiet -e ".[test,ray]"
 
+# The demo's grid is the packaged preset `demo` (cascbench/presets/demo.yaml): LCRON, RankFlow and
+# BCE, seeds 0-2, the small world, recflow-2stage, on the CPU.
 demo: setup
-	$(PYTHON) -m cascbench run --methods lcron,rankflow,bce --seeds 0-2 --world small \
-		--setting recflow-2stage --device cpu --results-dir $(RESULTS)
+	$(PYTHON) -m cascbench run --preset demo --results-dir $(RESULTS)
 	$(PYTHON) -m cascbench report --results-dir $(RESULTS)
 
 lint:

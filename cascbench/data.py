@@ -108,24 +108,64 @@ class CascadeData:
         """int64 [R']: the row indices of the requests on the given days, in row order."""
         return torch.nonzero(torch.isin(self.day, torch.tensor(days, device=self.day.device)))[:, 0]
 
-    def targets(self, rows: torch.Tensor | None = None) -> Targets:
-        """The Targets of the given rows (all rows by default)."""
-        rows = slice(None) if rows is None else rows
-        utility = None if self.utility is None else self.utility[rows]
-        return Targets(self.label[rows], self.group[rows], self.mask[rows], utility)
-
-    def batch(self, rows: torch.Tensor) -> Batch:
-        """A Batch of the given rows (int64 [B]), gathered in one indexing operation per array."""
-        return Batch(
-            context=self.context[rows],
-            sequence=self.sequence[rows],
-            sequence_mask=self.sequence_mask[rows],
-            candidates=self.candidates[rows],
-            targets=self.targets(rows),
+    def targets(self, rows: torch.Tensor | None = None, pin_memory: bool = False) -> Targets:
+        """The Targets of the given rows (all rows by default); see `batch` for pin_memory."""
+        if rows is None:
+            return Targets(self.label, self.group, self.mask, self.utility)
+        utility = None if self.utility is None else _take(self.utility, rows, pin_memory)
+        return Targets(
+            _take(self.label, rows, pin_memory),
+            _take(self.group, rows, pin_memory),
+            _take(self.mask, rows, pin_memory),
+            utility,
         )
 
-    def to(self, device: torch.device | str) -> CascadeData:
-        """The same data on another device (training keeps small datasets resident on the GPU)."""
-        moved = {name: getattr(self, name).to(device) for name in _REQUIRED_ARRAYS}
-        utility = None if self.utility is None else self.utility.to(device)
-        return CascadeData(self.setting_name, self.schema, utility=utility, **moved)
+    def batch(self, rows: torch.Tensor, pin_memory: bool = False) -> Batch:
+        """A Batch of the given rows (int64 [B]), gathered in one indexing operation per array.
+
+        pin_memory: gather host arrays straight into page-locked memory, from which a copy to a
+        GPU runs asynchronously (streaming data that does not fit the device).
+        """
+        return Batch(
+            context=_take(self.context, rows, pin_memory),
+            sequence=_take(self.sequence, rows, pin_memory),
+            sequence_mask=_take(self.sequence_mask, rows, pin_memory),
+            candidates=_take(self.candidates, rows, pin_memory),
+            targets=self.targets(rows, pin_memory),
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all arrays: what moving the data to a device would take there."""
+        return sum(t.numel() * t.element_size() for t in self._arrays().values())
+
+    def subset(self, rows: torch.Tensor | slice) -> CascadeData:
+        """The given rows (int64 [R'] or a slice) as a dataset of their own.
+
+        A slice gives views (no copy, a memory map stays mapped); an index tensor gathers copies.
+        """
+        arrays = {name: value[rows] for name, value in self._arrays().items()}
+        return CascadeData(self.setting_name, self.schema, **arrays)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> CascadeData:
+        """The same data on another device (training keeps datasets, or days of them, resident on
+        the GPU). non_blocking: asynchronous copies, for pinned host arrays."""
+        moved = {
+            name: value.to(device, non_blocking=non_blocking)
+            for name, value in self._arrays().items()
+        }
+        return CascadeData(self.setting_name, self.schema, **moved)
+
+    def _arrays(self) -> dict[str, torch.Tensor]:
+        arrays = {name: getattr(self, name) for name in _REQUIRED_ARRAYS}
+        if self.utility is not None:
+            arrays["utility"] = self.utility
+        return arrays
+
+
+def _take(array: torch.Tensor, rows: torch.Tensor, pin_memory: bool) -> torch.Tensor:
+    """array[rows] along the first dimension, into page-locked memory when pin_memory is set."""
+    if not pin_memory:
+        return array[rows]
+    out = torch.empty((rows.numel(), *array.shape[1:]), dtype=array.dtype, pin_memory=True)
+    return torch.index_select(array, 0, rows, out=out)

@@ -13,7 +13,13 @@ from typing import Literal
 import torch
 
 from cascbench.batch import Targets
-from cascbench.cascade import cascade_select, tie_break_priority, top_q
+from cascbench.cascade import (
+    cascade_select,
+    descending_order,
+    rank_of_slots,
+    tie_break_priority,
+    top_q,
+)
 from cascbench.errors import CascbenchError
 from cascbench.settings import Setting
 
@@ -28,15 +34,19 @@ Protocol = Literal["clean", "release"]
 
 
 def ground_truth(
-    relevance: torch.Tensor, eligible: torch.Tensor, k: int, priority: torch.Tensor
+    relevance: torch.Tensor,
+    eligible: torch.Tensor,
+    k: int,
+    priority: torch.Tensor,
+    tie_order: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """bool [B, N]: the (at most) K eligible items with the highest relevance.
 
     With labels, eligible = the valid items of the ground-truth group (group 0), so a short
     ground-truth group gives |GT| < K instead of promoting negatives; with the true utility of a
-    synthetic world (oracle metrics), eligible = all valid items.
+    synthetic world (oracle metrics), eligible = all valid items. tie_order: see `top_q`.
     """
-    return top_q(relevance, eligible, k, priority)
+    return top_q(relevance, eligible, k, priority, tie_order)
 
 
 def set_recall(selected: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -52,20 +62,58 @@ def ndcg_at_k(scores: torch.Tensor, gain: torch.Tensor, mask: torch.Tensor, k: i
     a+1..a+b contributes its mean gain times the sum of the discounts of those positions (up to k).
     IDCG sorts the gains; 0 where IDCG = 0. scores, gain: float [B, N]; mask: bool [B, N].
     """
-    scores, gain = scores.double(), torch.where(mask, gain.double(), 0.0)
-    valid_pair = mask.unsqueeze(-1) & mask.unsqueeze(-2)  # [B, i, j]
-    above = ((scores.unsqueeze(-1) < scores.unsqueeze(-2)) & valid_pair).sum(-1)  # n with s_j > s_i
-    tied = ((scores.unsqueeze(-1) == scores.unsqueeze(-2)) & valid_pair).sum(-1).clamp(min=1)
-    n = scores.shape[-1]
-    discount = 1.0 / torch.log2(torch.arange(2, n + 2, device=scores.device, dtype=torch.float64))
-    cumulative = torch.cat([discount.new_zeros(1), discount.cumsum(0)])  # cumulative[p] = Σ_{q≤p}
-    cumulative[k + 1 :] = cumulative[k]  # positions beyond k earn nothing
-    block_discount = cumulative[(above + tied).clamp(max=n)] - cumulative[above]
-    dcg = (gain * block_discount / tied).sum(-1)
-    ideal = gain.sort(dim=-1, descending=True).values[..., :k]
-    idcg = (ideal * discount[: ideal.shape[-1]]).sum(-1)
+    ranked, slots = torch.where(mask, scores, -torch.inf).sort(dim=-1, descending=True)
+    return _ndcg_of_ranking(ranked, slots, gain, mask, k, ideal_dcg(gain, mask, k))
+
+
+def _ndcg_of_ranking(
+    ranked: torch.Tensor,
+    slots: torch.Tensor,
+    gain: torch.Tensor,
+    mask: torch.Tensor,
+    k: int,
+    idcg: torch.Tensor,
+) -> torch.Tensor:
+    """`ndcg_at_k` from the valid scores sorted in descending order, -inf after them (ranked),
+    the slot at each position (slots, whatever the order of tied slots) and `ideal_dcg`.
+
+    The tie blocks are the runs of equal values in `ranked`: no comparison of all pairs.
+    """
+    n = ranked.shape[-1]
+    ranked_gain = torch.where(mask, gain.double(), 0.0).gather(-1, slots)  # padding: no gain
+    position = torch.arange(n, device=ranked.device).expand_as(slots)
+    starts = torch.ones_like(mask)
+    starts[..., 1:] = ranked[..., 1:] != ranked[..., :-1]
+    ends = torch.ones_like(mask)
+    ends[..., :-1] = starts[..., 1:]
+    # Each position's block: its first and last positions; the first = the number scored higher.
+    first = torch.where(starts, position, 0).cummax(-1).values
+    last = torch.where(ends, position, n).flip(-1).cummin(-1).values.flip(-1)
+    cumulative = _cumulative_discount(n, k, ranked.device)
+    block_discount = cumulative[last + 1] - cumulative[first]
+    dcg = (ranked_gain * block_discount / (last - first + 1)).sum(-1)
     safe = torch.where(idcg > 0, idcg, 1.0)
     return torch.where(idcg > 0, dcg / safe, 0.0).float()
+
+
+def ideal_dcg(gain: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
+    """float64 [B]: DCG@k of the valid gains in descending order (NDCG's normaliser)."""
+    ideal = torch.where(mask, gain.double(), 0.0).sort(dim=-1, descending=True).values[..., :k]
+    return (ideal * _discount(ideal.shape[-1], gain.device)).sum(-1)
+
+
+def _discount(n: int, device: torch.device) -> torch.Tensor:
+    """float64 [n]: 1 / log2(1 + rank) for ranks 1..n."""
+    return 1.0 / torch.log2(torch.arange(2, n + 2, device=device, dtype=torch.float64))
+
+
+def _cumulative_discount(n: int, k: int, device: torch.device) -> torch.Tensor:
+    """float64 [n + 1]: entry p = the discounts of ranks 1..min(p, k) summed."""
+    cumulative = torch.cat(
+        [torch.zeros(1, device=device, dtype=torch.float64), _discount(n, device).cumsum(0)]
+    )
+    cumulative[k + 1 :] = cumulative[k]  # positions beyond k earn nothing
+    return cumulative
 
 
 def kendall_tau_b(scores: torch.Tensor, label: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -135,27 +183,43 @@ def _evaluate_chunk(
     protocol: Protocol,
 ) -> dict[str, torch.Tensor]:
     mask, k = targets.mask, setting.k
+    order = priority.argsort(dim=-1)  # the tie order, shared by every selection below
     if protocol == "release":
         slots = torch.ones_like(mask)  # every selection runs over all N slots
-        truth = ground_truth(targets.label * mask, slots, k, priority)  # |GT| = K
+        truth = ground_truth(targets.label * mask, slots, k, priority, order)  # |GT| = K
     else:
         slots = mask
-        truth = ground_truth(targets.label, mask & (targets.group == 0), k, priority)
-    alive = cascade_select(scores, slots, setting.quotas, priority)
+        eligible = mask & (targets.group == 0)
+        # With at most K ground-truth slots (RecFlow: 10 = K), GT is all of them: no ranking.
+        few = setting.groups[0].size <= k
+        truth = eligible if few else ground_truth(targets.label, eligible, k, priority, order)
+    # Each stage alone over every slot; the first is also the cascade's first stage.
+    rankings = [descending_order(stage_scores, slots, order) for stage_scores in scores]
+    alone = [
+        (rank_of_slots(ranked_slots) < quota) & slots
+        for (_, ranked_slots), quota in zip(rankings, setting.quotas, strict=True)
+    ]
+    alive = alone[0].unsqueeze(0)
+    if setting.n_stages > 1:
+        later = cascade_select(scores[1:], alone[0], setting.quotas[1:], priority, order)
+        alive = torch.cat([alive, later])
+    idcg = ideal_dcg(targets.label, slots, k)  # the same for every stage
     metrics = {"joint_recall": set_recall(alive[-1], truth)}
     oracle_truth = None
     if targets.utility is not None:  # the true top-K among real candidates, in both protocols
-        oracle_truth = ground_truth(targets.utility, mask, k, priority)
+        oracle_truth = ground_truth(targets.utility, mask, k, priority, order)
         metrics["oracle/joint_recall"] = set_recall(alive[-1], oracle_truth)
-    for t, (name, quota) in enumerate(zip(setting.stage_names, setting.quotas, strict=True)):
-        alone = top_q(scores[t], slots, quota, priority)
-        metrics[f"recall/{name}"] = set_recall(alone, truth)
-        metrics[f"ndcg/{name}"] = ndcg_at_k(scores[t], targets.label, slots, k)
+    for t, name in enumerate(setting.stage_names):
+        ranked, ranked_slots = rankings[t]
+        metrics[f"recall/{name}"] = set_recall(alone[t], truth)
+        metrics[f"ndcg/{name}"] = _ndcg_of_ranking(
+            ranked, ranked_slots, targets.label, slots, k, idcg
+        )
         metrics[f"survival/{name}"] = set_recall(alive[t], truth)
         if kendall:
             metrics[f"kendall/{name}"] = kendall_tau_b(scores[t], targets.label, slots)
         if oracle_truth is not None:
-            metrics[f"oracle/recall/{name}"] = set_recall(alone, oracle_truth)
+            metrics[f"oracle/recall/{name}"] = set_recall(alone[t], oracle_truth)
     evaluated = truth.any(-1)
     return {name: torch.where(evaluated, v, torch.nan) for name, v in metrics.items()}
 

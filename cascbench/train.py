@@ -1,13 +1,19 @@
-"""One run: seed everything, train the cascade day by day, evaluate on the test day (SPEC §2).
+"""One run: seed everything, train the cascade day by day, evaluate the test day(s) (SPEC §2).
 
 Every stage model has its own Adam; a method with learnable loss weights has one more. Training
-reads batches sliced from the dataset's canonical arrays, on the run's device, with no Python loop
-per request or candidate.
+reads batches sliced from the dataset's canonical arrays with no Python loop per request or
+candidate, and waits for the device only every few steps (the finiteness check) and once per day.
+Where the data lives during a GPU run is `cascbench.placement`'s decision.
+
+Splits: "last-day" trains on every day but the last and tests the last. "streaming" makes the
+same training pass and tests each day t >= 1 with the models trained on the days before it,
+before training on day t; its last test equals the last-day split's test.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import resource
 import time
 from collections.abc import Callable
@@ -16,29 +22,38 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cascbench.batch import Batch
+from cascbench.batch import Batch, Targets
 from cascbench.data import CascadeData
 from cascbench.errors import CascbenchError, NonFiniteLossError
 from cascbench.experiment.config import RunConfig
-from cascbench.method import Method, get_method
-from cascbench.metrics import evaluate
+from cascbench.method import LossOutput, Method, get_method
+from cascbench.metrics import EvalResult, evaluate
 from cascbench.models import build_stage_model
+from cascbench.placement import DaySource, Placement
 from cascbench.settings import Setting, get_setting
 
 logger = logging.getLogger(__name__)
 
 #: Steps between two checks that the loss is finite (each check waits for the device).
 _FINITE_CHECK_EVERY = 25
+#: Requests per chunk of the evaluator (its results do not depend on it): on a GPU a large chunk
+#: launches fewer kernels; on a CPU a small one stays in the caches.
+_EVAL_CHUNK_ON_GPU = 65_536
+_EVAL_CHUNK_ON_CPU = 4096
 
 ProgressCallback = Callable[[int, int], None]
+Scorer = Callable[[Batch], torch.Tensor]
+LossFunction = Callable[[torch.Tensor, Targets], LossOutput]
 
 
 @dataclass
 class RunRecord:
     """What a run produced.
 
-    metrics: metric name -> mean over evaluated test requests.
-    per_request: metric name -> float32 [R_test] (NaN for skipped requests); request_id: [R_test].
+    metrics: metric name -> mean over evaluated test requests; with the streaming split, over the
+    evaluated requests of all test days pooled (a day with more requests weighs more).
+    per_request: metric name -> float32 [R_test] (NaN for skipped requests); request_id: [R_test];
+    with the streaming split, the test days' requests in day order.
     curve: column name ("step", "day", "total", and each loss part) -> one value per step.
     per_day: streaming split only: column name ("day", then each metric) -> one value per test
     day (metric means over that day's evaluated requests); empty for the last-day split.
@@ -73,116 +88,235 @@ def build_cascade(setting: Setting, data: CascadeData) -> torch.nn.ModuleList:
     return torch.nn.ModuleList(build_stage_model(s.model, data.schema) for s in setting.stages)
 
 
-def score(models: torch.nn.ModuleList, batch: Batch) -> torch.Tensor:
+def build_optimizers(
+    models: torch.nn.ModuleList, method: Method, lr: float
+) -> list[torch.optim.Optimizer]:
+    """One Adam per stage model, one more for the method's learnable weights if it has any.
+
+    The fused implementation updates all of a model's tensors in one pass; the default one loops
+    over them and took a tenth of a CPU training step at RecFlow's vocabulary sizes.
+    """
+    groups = [list(m.parameters()) for m in models] + [list(method.parameters())]
+    return [torch.optim.Adam(params, lr=lr, fused=True) for params in groups if params]
+
+
+def scorers_and_loss(
+    models: torch.nn.ModuleList, method: Method, compile: bool
+) -> tuple[list[Scorer], LossFunction]:
+    """What a step calls: the stage models and the method's loss, or their torch.compile'd forms.
+
+    Compiled with dynamic shapes: one graph serves every batch size. With one graph per size,
+    a run's rounding would depend on which sizes earlier runs of the process had compiled.
+    """
+    if not compile:
+        return list(models), method.loss
+    scorers = [torch.compile(m, dynamic=True) for m in models]
+    return scorers, torch.compile(method.loss, dynamic=True)
+
+
+def zero_gradients(models: torch.nn.ModuleList, method: Method) -> None:
+    """Clear the gradients before a step's backward pass.
+
+    The stage models' gradients are zeroed in place, not dropped: their embedding tables'
+    backward then adds into the same buffer at every step instead of allocating one (see
+    `cascbench.models.embedding`). Every model parameter gets a gradient at every step, so Adam
+    updates the same way either way. The method's weights are dropped, as by default.
+    """
+    models.zero_grad(set_to_none=False)
+    method.zero_grad(set_to_none=True)
+
+
+def score(models: torch.nn.ModuleList | list[Scorer], batch: Batch) -> torch.Tensor:
     """float32 [T, B, N]: every stage's scores of the batch."""
     return torch.stack([model(batch) for model in models])
+
+
+@dataclass
+class _Run:
+    """What training and evaluation share: the models (or their compiled forms) and the loss."""
+
+    config: RunConfig
+    setting: Setting
+    models: torch.nn.ModuleList
+    method: Method
+    optimizers: list[torch.optim.Optimizer]
+    scorers: list[Scorer]
+    loss: LossFunction
+    generator: torch.Generator
+    total_steps: int
+    progress: ProgressCallback | None
+    history: list[torch.Tensor] = field(default_factory=list)  # [1 + parts] per step, on device
+    part_names: list[str] = field(default_factory=list)
+    step_days: list[int] = field(default_factory=list)
 
 
 def train_run(
     config: RunConfig, data: CascadeData, progress: ProgressCallback | None = None
 ) -> RunRecord:
-    """Train `config`'s method on all but the last day of `data`, evaluate on the last day."""
+    """Train `config`'s method and evaluate it with the split `config.train.split` names."""
     config = config.resolved()
     setting = get_setting(config.setting)
     device = resolve_device(config.train.device)
-    days = data.days()
-    if len(days) < 2:
-        raise CascbenchError(f"the dataset has {len(days)} day(s); training needs at least 2.")
-    train_days, test_day = days[:-1], days[-1]
-    test_rows = _test_rows(config, data, test_day)  # before training: it may refuse the run
+    schedule = _schedule(data.days(), config.train.split, config.train.epochs)
+    placement = Placement(data, device, config.train.data_placement)
+    batch_size = config.train.batch_size
+    test_counts = {
+        day: _test_count(config, placement.day_size(day))
+        for kind, day in schedule
+        if kind == "test"
+    }  # before training: it may refuse the run
 
     torch.manual_seed(config.seed)  # model initialisation; shuffling has its own generator
     models = build_cascade(setting, data).to(device)
     method = get_method(config.method, setting, **config.method_params).to(device)
-    optimizers = [torch.optim.Adam(m.parameters(), lr=config.train.lr) for m in models]
-    if any(True for _ in method.parameters()):
-        optimizers.append(torch.optim.Adam(method.parameters(), lr=config.train.lr))
+    scorers, loss = scorers_and_loss(models, method, config.train.compile)
+    run = _Run(
+        config=config,
+        setting=setting,
+        models=models,
+        method=method,
+        optimizers=build_optimizers(models, method, config.train.lr),
+        scorers=scorers,
+        loss=loss,
+        generator=torch.Generator().manual_seed(config.seed),
+        total_steps=sum(
+            math.ceil(placement.day_size(day) / batch_size)
+            for kind, day in schedule
+            if kind == "train"
+        ),
+        progress=progress,
+    )
 
-    data, test_rows = data.to(device), test_rows.to(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    started = time.perf_counter()
-    curve, n_train = _fit(config, data, train_days, models, method, optimizers, progress)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    train_seconds = time.perf_counter() - started
+    seconds = {"train": 0.0, "test": 0.0}
+    results: list[tuple[int, EvalResult, torch.Tensor]] = []
+    n_train = 0
+    for kind, day in schedule:
+        started = time.perf_counter()
+        source = placement.open_day(day)
+        if kind == "train":
+            _fit_day(run, source, day)
+            n_train += source.n_rows
+        else:
+            result = _evaluate_day(run, source, test_counts[day])
+            results.append((day, result, source.request_id(test_counts[day])))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # once per day, so that the timings are the device's
+        seconds[kind] += time.perf_counter() - started
 
-    started = time.perf_counter()
-    scores = _predict(models, data, test_rows, config.train.eval_batch_size)
-    result = evaluate(
-        scores,
-        data.targets(test_rows),
-        setting,
-        seed=config.train.eval_seed,
-        kendall=config.train.kendall,
-        protocol=config.train.eval_protocol,
-    )
-    eval_seconds = time.perf_counter() - started
-
+    per_request = {
+        name: torch.cat([r.per_request[name] for _, r, _ in results]).numpy()
+        for name in results[0][1].per_request
+    }
     stats = {
         "device": str(device),
-        "train_requests": n_train * config.train.epochs,
-        "test_requests": int(test_rows.numel()),
-        "evaluated_requests": result.n_evaluated,
-        "train_seconds": train_seconds,
-        "eval_seconds": eval_seconds,
-        "train_requests_per_second": n_train * config.train.epochs / max(train_seconds, 1e-9),
+        "data_placement": placement.mode,
+        "train_requests": n_train,
+        "test_requests": sum(test_counts.values()),
+        "evaluated_requests": sum(r.n_evaluated for _, r, _ in results),
+        "train_seconds": seconds["train"],
+        "eval_seconds": seconds["test"],
+        "train_requests_per_second": n_train / max(seconds["train"], 1e-9),
         **_peak_memory(device),
     }
     return RunRecord(
         config=config.model_dump(mode="json"),
-        metrics=result.means,
-        per_request={k: v.numpy() for k, v in result.per_request.items()},
-        request_id=data.request_id[test_rows].cpu().numpy(),
-        curve=curve,
+        metrics={name: _nanmean(values) for name, values in per_request.items()},
+        per_request=per_request,
+        request_id=torch.cat([ids for _, _, ids in results]).numpy(),
+        curve=_curve(run),
         stats=stats,
+        per_day=_per_day(results) if config.train.split == "streaming" else {},
     )
 
 
-def _fit(
-    config: RunConfig,
-    data: CascadeData,
-    train_days: list[int],
-    models: torch.nn.ModuleList,
-    method: Method,
-    optimizers: list[torch.optim.Optimizer],
-    progress: ProgressCallback | None,
-) -> tuple[dict[str, list[float]], int]:
-    """Day by day in order, requests shuffled within a day by a seeded generator."""
-    generator = torch.Generator().manual_seed(config.seed)
-    rows_per_day = [data.rows_of_days([d]) for d in train_days]
-    n_train = sum(int(r.numel()) for r in rows_per_day)
-    batch_size = config.train.batch_size
-    total_steps = config.train.epochs * sum(-(-int(r.numel()) // batch_size) for r in rows_per_day)
-    models.train()
-    history: list[torch.Tensor] = []  # one [1 + parts] row per step, kept on the device
-    part_names: list[str] = []
-    step_days: list[int] = []
-    for _ in range(config.train.epochs):
-        for day, rows in zip(train_days, rows_per_day, strict=True):
-            shuffled = rows[torch.randperm(rows.numel(), generator=generator)]
-            for start in range(0, shuffled.numel(), batch_size):
-                batch = data.batch(shuffled[start : start + batch_size].to(data.label.device))
-                out = method.loss(score(models, batch), batch.targets)
-                for optimizer in optimizers:
-                    optimizer.zero_grad(set_to_none=True)
-                out.total.backward()
-                for optimizer in optimizers:
-                    optimizer.step()
-                part_names = list(out.parts)
-                history.append(
-                    torch.stack([out.total.detach(), *(p.detach() for p in out.parts.values())])
-                )
-                step_days.append(day)
-                if len(history) % _FINITE_CHECK_EVERY == 0 or len(history) == total_steps:
-                    _check_finite(history, ["total", *part_names], config.method)
-                if progress is not None:
-                    progress(len(history), total_steps)
-    values = torch.stack(history).cpu().tolist() if history else []
-    curve: dict[str, list[float]] = {"step": list(range(len(values))), "day": step_days}
-    for i, name in enumerate(["total", *part_names]):
+def _schedule(days: list[int], split: str, epochs: int) -> list[tuple[str, int]]:
+    """("train" | "test", day) events in order.
+
+    last-day: `epochs` passes over every day but the last, then the last is tested. streaming:
+    day t >= 1 is tested with the models trained on days < t, then trained on (the last day is
+    only tested), in one pass.
+    """
+    if len(days) < 2:
+        raise CascbenchError(f"the dataset has {len(days)} day(s); training needs at least 2.")
+    if split == "last-day":
+        return [("train", d) for _ in range(epochs) for d in days[:-1]] + [("test", days[-1])]
+    if epochs != 1:
+        raise CascbenchError(
+            f"the streaming split makes one pass over the days, testing each before training on "
+            f"it; epochs={epochs} has no meaning there. Use epochs=1 or split='last-day'."
+        )
+    events = []
+    for i, day in enumerate(days):
+        if i > 0:
+            events.append(("test", day))
+        if i < len(days) - 1:
+            events.append(("train", day))
+    return events
+
+
+def _fit_day(run: _Run, source: DaySource, day: int) -> None:
+    """One pass over a day's requests in a seeded random order; no host synchronisation but the
+    finiteness check every `_FINITE_CHECK_EVERY` steps."""
+    batch_size = run.config.train.batch_size
+    run.models.train()
+    order = source.rows[torch.randperm(source.n_rows, generator=run.generator).to(source.device)]
+    for start in range(0, source.n_rows, batch_size):
+        batch = source.batch(order[start : start + batch_size])
+        out = run.loss(score(run.scorers, batch), batch.targets)
+        zero_gradients(run.models, run.method)
+        out.total.backward()
+        for optimizer in run.optimizers:
+            optimizer.step()
+        run.part_names = list(out.parts)
+        run.history.append(
+            torch.stack([out.total.detach(), *(p.detach() for p in out.parts.values())])
+        )
+        run.step_days.append(day)
+        steps = len(run.history)
+        if steps % _FINITE_CHECK_EVERY == 0 or steps == run.total_steps:
+            _check_finite(run.history, ["total", *run.part_names], run.config.method)
+        if run.progress is not None:
+            run.progress(steps, run.total_steps)
+
+
+def _evaluate_day(run: _Run, source: DaySource, count: int) -> EvalResult:
+    """Metrics of the first `count` requests of a day (SPEC §3), computed on the device."""
+    rows = source.rows[:count]
+    train = run.config.train
+    scores = _predict(run.models, run.scorers, source, rows, train.eval_batch_size)
+    return evaluate(
+        scores,
+        source.targets(rows),
+        run.setting,
+        seed=train.eval_seed,
+        kendall=train.kendall,
+        protocol=train.eval_protocol,
+        chunk_size=_EVAL_CHUNK_ON_GPU if source.device.type == "cuda" else _EVAL_CHUNK_ON_CPU,
+    )
+
+
+def _curve(run: _Run) -> dict[str, list[float]]:
+    values = torch.stack(run.history).cpu().tolist() if run.history else []
+    curve: dict[str, list[float]] = {"step": list(range(len(values))), "day": run.step_days}
+    for i, name in enumerate(["total", *run.part_names]):
         curve[name] = [row[i] for row in values]
-    return curve, n_train
+    return curve
+
+
+def _per_day(results: list[tuple[int, EvalResult, torch.Tensor]]) -> dict[str, list[float]]:
+    """{"day": [...], metric: [...]}: each test day's metric means, in day order."""
+    table: dict[str, list[float]] = {"day": [day for day, _, _ in results]}
+    for name in results[0][1].means:
+        table[name] = [r.means[name] for _, r, _ in results]
+    return table
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """Mean of the non-NaN values in float64 (NaN when there are none), as `evaluate` averages."""
+    finite = values[~np.isnan(values)]
+    return float(finite.astype(np.float64).mean()) if finite.size else math.nan
 
 
 def _check_finite(history: list[torch.Tensor], names: list[str], method: str) -> None:
@@ -200,31 +334,35 @@ def _check_finite(history: list[torch.Tensor], names: list[str], method: str) ->
     )
 
 
-def _test_rows(config: RunConfig, data: CascadeData, test_day: int) -> torch.Tensor:
-    """The rows evaluated: the test day's requests; the release protocol drops the last partial
-    batch of batch_size requests, as the release does. Raises when nothing would be evaluated."""
-    rows = data.rows_of_days([test_day])
-    if config.train.eval_protocol == "release":
-        batch_size = config.train.batch_size
-        rows = rows[: rows.numel() // batch_size * batch_size]
-        if rows.numel() == 0:
-            raise CascbenchError(
-                f"the release evaluation protocol drops the last partial batch of "
-                f"batch_size={batch_size} test requests, and the test day has fewer: nothing "
-                f"would be evaluated. Use a smaller --batch-size or --eval-protocol clean."
-            )
-    return rows
+def _test_count(config: RunConfig, n_rows: int) -> int:
+    """How many of a test day's requests are evaluated: all of them; the release protocol drops
+    the last partial batch of batch_size requests, as the release does. Raises when nothing
+    would be evaluated."""
+    if config.train.eval_protocol != "release":
+        return n_rows
+    batch_size = config.train.batch_size
+    count = n_rows // batch_size * batch_size
+    if count == 0:
+        raise CascbenchError(
+            f"the release evaluation protocol drops the last partial batch of "
+            f"batch_size={batch_size} test requests, and a test day has {n_rows}: nothing "
+            f"would be evaluated. Use a smaller --batch-size or --eval-protocol clean."
+        )
+    return count
 
 
 @torch.no_grad()
 def _predict(
-    models: torch.nn.ModuleList, data: CascadeData, rows: torch.Tensor, batch_size: int
+    models: torch.nn.ModuleList,
+    scorers: list[Scorer],
+    source: DaySource,
+    rows: torch.Tensor,
+    batch_size: int,
 ) -> torch.Tensor:
     """float32 [T, R, N]: every stage's scores of the given rows, in inference batches."""
     models.eval()
-    rows = rows.to(data.label.device)
     chunks = [
-        score(models, data.batch(rows[s : s + batch_size]))
+        score(scorers, source.batch(rows[s : s + batch_size]))
         for s in range(0, rows.numel(), batch_size)
     ]
     return torch.cat(chunks, dim=1)

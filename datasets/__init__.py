@@ -31,8 +31,10 @@ def world_config(config: DatasetConfig) -> WorldConfig:
 def load_dataset(config: DatasetConfig, setting_name: str) -> CascadeData:
     """The dataset of a run, laid out for the named setting.
 
-    Synthetic worlds are generated once per process and reused by every run that asks for the same
-    world (the seeds of a grid share one world).
+    Synthetic worlds are generated, and RecFlow caches opened, once per process and reused by every
+    run that asks for the same data (the seeds of a grid share one load). A RecFlow cache only
+    serves settings with its groups; its chosen days are concatenated in order, the last one the
+    test day.
     """
     key = config.model_dump_json()
     return _load_cached(key, setting_name)
@@ -40,7 +42,17 @@ def load_dataset(config: DatasetConfig, setting_name: str) -> CascadeData:
 
 @lru_cache(maxsize=4)
 def _load_cached(config_json: str, setting_name: str) -> CascadeData:
+    config = DatasetConfig.model_validate_json(config_json)
+    if config.kind == "recflow":
+        from cascbench.datasets.cache import open_cache
+
+        if config.data_dir is None:
+            raise CascbenchError(
+                "a recflow dataset needs data_dir (--data-dir CACHE): the cache folder that "
+                "`cascbench data prepare recflow` wrote."
+            )
+        return open_cache(config.data_dir, get_setting(setting_name), config.days)
+
     from cascbench.datasets.synthetic import generate_world
 
-    config = DatasetConfig.model_validate_json(config_json)
     return generate_world(get_setting(setting_name), world_config(config), seed=config.seed)

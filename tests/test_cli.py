@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cascbench.cli import app
+from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 
 runner = CliRunner()
 TINY_GRID = (
@@ -144,5 +145,97 @@ def test_error_text_in_brackets_is_printed_as_is(tmp_path):
 def test_invalid_training_options_are_named(tmp_path):
     result = invoke("run", "--eval-protocol", "paper", "--lr", "-1", "--results-dir", tmp_path)
     assert result.exit_code == 2
-    assert "training options" in result.output and "'eval_protocol'" in result.output
-    assert "'lr'" in result.output
+    assert "train.eval_protocol: Input should be 'clean' or 'release'" in result.output
+    assert "train.lr: Input should be greater than 0" in result.output
+
+
+def test_progress_lines_name_each_finished_run(results):
+    _, result = results
+    assert "6 runs: 0 done already, 6 to run." in result.output
+    assert "[1/6] done lcron seed 0: joint_recall" in result.output
+    assert "[6/6] done bce seed 1" in result.output
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(results):
+    root, _ = results
+    result = invoke(*TINY_GRID, "--results-dir", root, "--dry-run", "--seeds", "0-2")
+    assert result.exit_code == 0, result.output
+    assert "Plan: 9 runs; 6 done already; 3 would run on this process" in result.output
+    assert "lcron seed 2" in result.output and "lcron seed 0" not in result.output
+    assert len(list((root / "runs").iterdir())) == 6
+
+
+def test_a_config_file_spelling_the_same_grid_finds_its_runs(results, tmp_path):
+    root, _ = results
+    path = tmp_path / "grid.yaml"
+    path.write_text(
+        "methods:\n  - lcron: {tau: 50}\n  - rankflow\n  - bce\n"
+        "dataset: {kind: synthetic, world: tiny, seed: 0}\n"
+        "train: {batch_size: 64, lr: 0.01, device: cpu}\n"
+        "seeds: [0, 1]\n"
+    )
+    result = invoke("run", "--config", path, "--results-dir", root, "--dry-run")
+    assert "Plan: 6 runs; 6 done already; 0 would run" in result.output, result.output
+
+
+def test_set_and_flags_override_the_file(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("methods: [bce]\ndataset: {world: tiny}\nseeds: 0\ntrain: {lr: 0.5}\n")
+    result = invoke(
+        "run", "--config", path, "--set", "train.lr=0.2", "--set", "train.batch_size=64",
+        "--lr", "0.02", "--seeds", "3-4", "--results-dir", tmp_path, "--dry-run",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Plan: 2 runs" in result.output
+    for seed in (3, 4):
+        train = TrainConfig(lr=0.02, batch_size=64)
+        config = RunConfig(
+            method="bce", dataset=DatasetConfig(world="tiny"), train=train, seed=seed
+        )
+        assert config.run_id() in result.output
+
+
+def test_a_bad_config_file_is_refused_before_anything_runs(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("methods: [lcron]\ngrid:\n  lcron.tau: [20, -1]\n  train.lrr: [0.1]\n")
+    result = invoke("run", "--config", path, "--results-dir", tmp_path)
+    assert result.exit_code == 2
+    assert f"config file {path}: grid.train.lrr" in result.output
+    assert "Did you mean 'lr'?" in result.output
+    path.write_text("seeds: 4-0\n")
+    result = invoke("run", "--config", path, "--results-dir", tmp_path)
+    assert result.exit_code == 2 and "seeds: seeds '4-0'" in result.output
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "plans").exists()
+
+
+def test_presets_are_listed_and_chosen_by_name(tmp_path):
+    listing = invoke("list", "presets")
+    assert listing.exit_code == 0 and "demo:" in listing.output and "tiny-sweep:" in listing.output
+    result = invoke("run", "--preset", "tiny-sweep", "--results-dir", tmp_path, "--dry-run")
+    assert "Plan: 18 runs; 0 done already; 18 would run" in result.output
+    assert "rankflow lr=0.02 seed 2" in result.output
+    assert "Did you mean 'demo'?" in invoke("run", "--preset", "demoo").output
+    both = invoke("run", "--preset", "demo", "--config", tmp_path / "x.yaml")
+    assert both.exit_code == 2 and "either --config or --preset" in both.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--executor", "rey"], "Did you mean 'ray'?"),
+        (["--executor", "ray", "--gpus", "0"], "--gpus is for the local pool"),
+        (["--ray-address", "auto"], "--ray-address needs --executor ray"),
+        (["--jobs", "0"], "--jobs must be at least 1"),
+        (["--days", "2024-01-13"], "recflow"),
+    ],
+)
+def test_execution_options_are_checked(tmp_path, args, message):
+    result = invoke("run", "--world", "tiny", "--results-dir", tmp_path, "--dry-run", *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_quiet_prints_only_the_summary(results):
+    root, _ = results
+    result = invoke(*TINY_GRID, "--results-dir", root, "--quiet")
+    assert result.exit_code == 0
+    assert "Grid summary" in result.output and "done already" not in result.output

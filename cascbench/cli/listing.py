@@ -1,4 +1,5 @@
-"""`cascbench list`: the registered methods, built-in settings and synthetic world presets."""
+"""`cascbench list`: the registered methods, built-in settings, synthetic world presets and
+packaged experiment presets."""
 
 from __future__ import annotations
 
@@ -13,17 +14,18 @@ from cascbench.errors import unknown_name_error
 
 @app.command(name="list")
 def list_(
-    what: Annotated[str, typer.Argument(help="methods, settings or worlds.")],
+    what: Annotated[str, typer.Argument(help="methods, settings, worlds or presets.")],
     verbose: Annotated[
         bool, typer.Option("--verbose", help="Show every hyper-parameter with type and default.")
     ] = False,
 ) -> None:
-    """List the registered methods, the built-in settings or the synthetic world presets."""
+    """List the registered methods, the built-in settings, the synthetic world presets or the
+    packaged experiments (`cascbench run --preset NAME`; --verbose prints their YAML)."""
     from cascbench.method import list_methods
     from cascbench.settings import list_settings
 
     with user_errors():
-        choices = ("methods", "settings", "worlds")
+        choices = ("methods", "settings", "worlds", "presets")
         if what not in choices:
             raise unknown_name_error("list", what, choices)
         if what == "methods":
@@ -44,11 +46,26 @@ def list_(
                 console.print(f"[bold]{name}[/]: N={s.n_candidates}, K={s.k}, {stages}")
                 if verbose:
                     console.print(f"    {s.description}", highlight=False)
+        elif what == "presets":
+            _list_presets(verbose)
         else:
             from cascbench.datasets.synthetic import WORLD_PRESETS
 
             for name, config in WORLD_PRESETS.items():
                 console.print(f"[bold]{name}[/]: {config.model_dump()}", highlight=False)
+
+
+def _list_presets(verbose: bool) -> None:
+    from importlib import resources
+
+    from cascbench.experiment.configfile import list_presets
+
+    for name, description in list_presets().items():
+        console.print(f"[bold]{name}[/]: ", end="")
+        console.print(description, markup=False, highlight=False)
+        if verbose:
+            text = resources.files("cascbench.presets").joinpath(f"{name}.yaml").read_text()
+            console.print(text, markup=False, highlight=False)
 
 
 def _type_name(annotation: Any) -> str:

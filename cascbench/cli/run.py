@@ -1,13 +1,13 @@
-"""`cascbench run`: train a grid of runs and store one folder per run."""
+"""`cascbench run`: plan a grid of runs from flags, a config file or a preset, and run it."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cascbench.cli._common import (
@@ -19,132 +19,360 @@ from cascbench.cli._common import (
     split_names,
     user_errors,
 )
-from cascbench.errors import validate_fields
+from cascbench.errors import CascbenchError, unknown_name_error
 
 if TYPE_CHECKING:
-    from cascbench.experiment.config import RunConfig
-    from cascbench.experiment.grid import GridSummary
+    from cascbench.experiment.executors import Executor
+    from cascbench.experiment.grid import GridSummary, PlannedRun
     from cascbench.experiment.store import ResultStore
+
+EXECUTORS = ("local", "ray")
 
 
 @app.command(
     epilog="Examples:\n\n"
     "  cascbench run --methods lcron,rankflow,bce --seeds 0-2\n\n"
     "  cascbench run --methods lcron --param lcron.tau=20 --setting recflow-3stage --world tiny\n\n"
-    "Finished runs are skipped when the same command runs again (--force reruns them)."
+    "  cascbench run --preset tiny-sweep --jobs 2\n\n"
+    "  cascbench run --config grid.yaml --set train.lr=0.02 --set grid.lcron.tau=[20,50] "
+    "--dry-run\n\n"
+    "  cascbench run --config grid.yaml --gpus 0,1,2,3\n\n"
+    "  cascbench run --preset demo --executor ray --ray-address auto\n\n"
+    "The same command again runs only what is missing: finished runs are skipped (--force "
+    "reruns them), failed and interrupted ones run again. Ctrl-C or SIGTERM stops cleanly "
+    "(running runs are abandoned; a second signal aborts at once). Exit code: 0 when every run "
+    "succeeded, 1 when some failed, 2 for bad input, 128 + the signal's number when stopped."
 )
 def run(
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Experiment file (YAML: setting, dataset, methods, train, seeds, grid)."),
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="A packaged experiment (see `cascbench list presets`).")
+    ] = None,
+    set_: Annotated[
+        list[str],
+        typer.Option(
+            "--set",
+            help="Override a key of the experiment, KEY=VALUE (train.lr=0.02, "
+            "grid.lcron.tau=[20,50], seeds=0-4); repeatable.",
+        ),
+    ] = [],  # noqa: B006 (typer reads the default, never mutates it)
     methods: Annotated[
-        str, typer.Option(help="Comma-separated method names (see `cascbench list methods`).")
-    ] = "lcron,rankflow,bce",
+        str | None,
+        typer.Option(
+            help="Comma-separated method names (see `cascbench list methods`); default: "
+            "lcron,rankflow,bce."
+        ),
+    ] = None,
     setting: Annotated[
-        str, typer.Option(help="Setting name (see `cascbench list settings`).")
-    ] = "recflow-2stage",
-    world: Annotated[str, typer.Option(help="Synthetic world preset: tiny or small.")] = "small",
+        str | None,
+        typer.Option(help="Setting name (see `cascbench list settings`); default: recflow-2stage."),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="synthetic (default) or recflow (a prepared cache).")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="RecFlow: the cache folder `cascbench data prepare` wrote.")
+    ] = None,
+    days: Annotated[
+        str | None,
+        typer.Option(
+            help="RecFlow: the days to use, the last one tested (e.g. "
+            "2024-01-13..2024-02-03,2024-02-04); default: the paper's."
+        ),
+    ] = None,
+    world: Annotated[
+        str | None, typer.Option(help="Synthetic world preset: tiny or small (default).")
+    ] = None,
     world_option: Annotated[
         list[str], typer.Option(help="Override a world knob, KEY=VALUE (repeatable).")
-    ] = [],  # noqa: B006 (typer reads the default, never mutates it)
-    world_seed: Annotated[int, typer.Option(help="Seed of the synthetic world.")] = 0,
-    seeds: Annotated[str, typer.Option(help="Training seeds: '0-4' or '0,2,7'.")] = "0-2",
+    ] = [],  # noqa: B006
+    world_seed: Annotated[int | None, typer.Option(help="Seed of the synthetic world.")] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Training seeds: '0-4' or '0,2,7'; default: 0-2.")
+    ] = None,
     param: Annotated[
         list[str], typer.Option(help="Method hyper-parameter, METHOD.NAME=VALUE (repeatable).")
     ] = [],  # noqa: B006
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 0.01,
-    batch_size: Annotated[int, typer.Option(help="Requests per training step.")] = 1024,
-    epochs: Annotated[int, typer.Option(help="Passes over the training days.")] = 1,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    eval_protocol: Annotated[
-        str,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate; default: 0.01.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Requests per training step; default: 1024.")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Passes over the training days; default: 1.")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="auto (default: CUDA when available), cpu, cuda or cuda:N.")
+    ] = None,
+    split: Annotated[
+        str | None,
         typer.Option(
-            help="clean (metrics over valid candidates) or release (the LCRON release's "
-            "evaluation, for exact comparison with the paper's numbers)."
+            help="last-day (default: test on the last day) or streaming (test each day after "
+            "training on the days before it)."
         ),
-    ] = "clean",
+    ] = None,
+    eval_protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="clean (default: metrics over valid candidates) or release (the LCRON "
+            "release's evaluation, for exact comparison with the paper's numbers)."
+        ),
+    ] = None,
     results_dir: Annotated[Path, typer.Option(help="Where run folders are written.")] = Path(
         "results/local"
     ),
     force: Annotated[bool, typer.Option(help="Rerun finished runs.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(help="Print the plan (runs, how many are done, what would run) and stop."),
+    ] = False,
+    executor: Annotated[
+        str, typer.Option(help="local (this machine: in-process, or a pool with --jobs) or ray.")
+    ] = "local",
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Runs at once: local worker processes (default 1: in this process), or Ray "
+            "tasks (default: the cluster's CPUs)."
+        ),
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            help="Local pool: comma-separated GPU ids, one per worker (e.g. 0,1; --jobs "
+            "defaults to their number, and a larger --jobs shares them in turn)."
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray: auto or HOST:PORT to join a cluster; default: a local Ray."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option(help="Print only the summary.")] = False,
 ) -> None:
-    """Train every method with every seed and store one folder per run."""
-    from cascbench.experiment.config import DatasetConfig, TrainConfig
-    from cascbench.experiment.grid import expand_grid, parse_seeds
-    from cascbench.experiment.store import ResultStore
+    """Train every method with every seed (and every grid value) and store one folder per run.
+
+    The grid comes from flags, from --config FILE or from --preset NAME; --set and the flags
+    override the file's keys."""
+    from cascbench.experiment.grid import plan_runs
 
     with user_errors():
-        method_names = split_names(methods)
-        dataset = DatasetConfig(
-            world=world,
-            world_options=parse_assignments(world_option, "--world-option"),
-            seed=world_seed,
+        experiment, source = _experiment(
+            config=config,
+            preset=preset,
+            assignments=set_,
+            overrides=_flag_overrides(
+                methods=methods,
+                setting=setting,
+                dataset=dataset,
+                data_dir=data_dir,
+                days=days,
+                world=world,
+                world_option=world_option,
+                world_seed=world_seed,
+                seeds=seeds,
+                lr=lr,
+                batch_size=batch_size,
+                epochs=epochs,
+                device=device,
+                split=split,
+                eval_protocol=eval_protocol,
+            ),
+            params=param,
         )
-        options = {
-            "lr": lr,
-            "batch_size": batch_size,
-            "epochs": epochs,
-            "device": device,
-            "eval_protocol": eval_protocol,
-        }
-        train = validate_fields("training options", TrainConfig, options)
-        configs = expand_grid(
-            method_names,
-            parse_seeds(seeds),
-            setting,
-            dataset,
-            train,
-            method_params(param, method_names),
-        )
+        from cascbench.experiment.configfile import plan_experiment
+        from cascbench.experiment.store import ResultStore
+
+        configs = plan_experiment(experiment, source)
+        runs, duplicates = plan_runs(configs)
         store = ResultStore(results_dir)
-        summary = _run_with_progress(configs, store, force)
+        pool = _executor(executor, jobs, gpus, ray_address)
+        if dry_run:
+            _print_plan(runs, duplicates, store, force, pool)
+            return
+        summary = _run(configs, store, force, _executor_instance(pool), quiet)
     _print_summary(summary, results_dir)
-    if summary.failed:
-        raise typer.Exit(1)
+    raise typer.Exit(summary.exit_code)
 
 
-def _run_with_progress(configs: list[RunConfig], store: ResultStore, force: bool) -> GridSummary:
-    from cascbench.experiment.grid import run_grid
+def _flag_overrides(**flags: Any) -> dict[str, Any]:
+    """The flags the user gave, as experiment keys (flags left out do not override)."""
+    keys = {
+        "methods": "methods",
+        "setting": "setting",
+        "dataset": "dataset.kind",
+        "data_dir": "dataset.data_dir",
+        "days": "dataset.days",
+        "world": "dataset.world",
+        "world_seed": "dataset.seed",
+        "seeds": "seeds",
+        "lr": "train.lr",
+        "batch_size": "train.batch_size",
+        "epochs": "train.epochs",
+        "device": "train.device",
+        "split": "train.split",
+        "eval_protocol": "train.eval_protocol",
+    }
+    overrides = {keys[name]: value for name, value in flags.items() if name in keys}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if "methods" in overrides:
+        overrides["methods"] = split_names(overrides["methods"])
+    if "dataset.data_dir" in overrides:
+        overrides["dataset.data_dir"] = str(overrides["dataset.data_dir"])
+    if "dataset.days" in overrides:
+        _check_days_supported()  # the dataset config parses the list itself
+    world_options = parse_assignments(flags["world_option"], "--world-option")
+    overrides.update({f"dataset.world_options.{k}": v for k, v in world_options.items()})
+    return overrides
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        overall = progress.add_task("runs", total=len(configs))
-        steps = progress.add_task("", total=None, visible=False)
 
-        def on_run_start(index: int, config: RunConfig, run_id: str) -> None:
-            progress.update(overall, completed=index)
-            progress.update(
-                steps,
-                description=f"{config.method} seed {config.seed}",
-                completed=0,
-                total=None,
-                visible=True,
+def _check_days_supported() -> None:
+    from cascbench.experiment.config import DatasetConfig
+
+    if "days" not in DatasetConfig.model_fields:
+        raise CascbenchError("--days needs the RecFlow dataset, which this version lacks.")
+
+
+def _experiment(
+    config: Path | None,
+    preset: str | None,
+    assignments: list[str],
+    overrides: dict[str, Any],
+    params: list[str],
+) -> tuple[Any, str]:
+    """The validated experiment: the file or preset, then --set, then the flags, then --param."""
+    from cascbench.experiment import configfile
+
+    if config is not None and preset is not None:
+        raise CascbenchError("give either --config or --preset, not both.")
+    if config is not None:
+        document, source = configfile.load_document(config), f"config file {config}"
+    elif preset is not None:
+        document, source = configfile.preset_document(preset), f"preset {preset!r}"
+    else:
+        document, source = {}, "the command line"
+    changes = {**parse_assignments(assignments, "--set"), **overrides}
+    for key, value in changes.items():
+        document = configfile.set_value(document, key, value)
+    if changes and (config is not None or preset is not None):
+        source += " with the command line's changes"
+    experiment = configfile.validate_experiment(document, source)
+    names = [variant.name for variant in experiment.methods]
+    return experiment.with_method_params(method_params(params, names)), source
+
+
+def _executor(
+    name: str, jobs: int | None, gpus: str | None, ray_address: str | None
+) -> dict[str, Any]:
+    """The executor's description, checked (it is built only when the grid runs)."""
+    if name not in EXECUTORS:
+        raise unknown_name_error("executor", name, EXECUTORS)
+    if jobs is not None and jobs < 1:
+        raise CascbenchError(f"--jobs must be at least 1, got {jobs}.")
+    gpu_ids = split_names(gpus) if gpus is not None else []
+    if name == "ray":
+        if gpu_ids:
+            raise CascbenchError(
+                "--gpus is for the local pool; Ray gives each run's task a GPU itself when "
+                "its device is cuda (or auto on a cluster with GPUs)."
             )
+        return {"name": "ray", "address": ray_address, "jobs": jobs}
+    if ray_address is not None:
+        raise CascbenchError("--ray-address needs --executor ray.")
+    if not gpu_ids and (jobs or 1) == 1:
+        return {"name": "in-process"}
+    return {"name": "process pool", "jobs": jobs or len(gpu_ids), "gpus": gpu_ids}
 
-        def on_step(done: int, total: int) -> None:
-            progress.update(steps, completed=done, total=total)
 
-        summary = run_grid(configs, store, force=force, on_run_start=on_run_start, on_step=on_step)
-        progress.update(overall, completed=len(configs))
-        progress.update(steps, visible=False)
-    return summary
+def _executor_instance(spec: dict[str, Any]) -> Executor:
+    if spec["name"] == "ray":
+        from cascbench.experiment.ray_executor import RayExecutor
+
+        return RayExecutor(spec["address"], spec["jobs"])
+    if spec["name"] == "process pool":
+        from cascbench.experiment.pool import PoolExecutor
+
+        return PoolExecutor(spec["jobs"], spec["gpus"])
+    from cascbench.experiment.executors import InProcessExecutor
+
+    return InProcessExecutor()
+
+
+def _describe_executor(spec: dict[str, Any]) -> str:
+    if spec["name"] == "process pool":
+        gpus = f" on GPUs {','.join(spec['gpus'])}" if spec["gpus"] else ""
+        return f"a pool of {spec['jobs']} worker processes{gpus}"
+    if spec["name"] == "ray":
+        where = spec["address"] or "a local runtime"
+        return f"Ray ({where})" + (f", {spec['jobs']} at a time" if spec["jobs"] else "")
+    return "this process"
+
+
+def _run(
+    configs: list[Any], store: ResultStore, force: bool, executor: Executor, quiet: bool
+) -> GridSummary:
+    from cascbench.cli._progress import LiveProgress, PlainProgress
+    from cascbench.experiment.grid import GridObserver, run_grid
+
+    if quiet:
+        return run_grid(configs, store, force=force, executor=executor, observer=GridObserver())
+    if not sys.stderr.isatty():
+        observer = PlainProgress(err_console)
+        return run_grid(configs, store, force=force, executor=executor, observer=observer)
+    with LiveProgress(err_console) as live:
+        return run_grid(configs, store, force=force, executor=executor, observer=live)
+
+
+def _print_plan(
+    runs: list[PlannedRun], duplicates: int, store: ResultStore, force: bool, spec: dict
+) -> None:
+    done = [r for r in runs if store.is_done(r.run_id)]
+    todo = runs if force else [r for r in runs if not store.is_done(r.run_id)]
+    merged = f" ({duplicates} duplicate(s) merged)" if duplicates else ""
+    console.print(
+        f"Plan: {len(runs)} runs{merged}; {len(done)} done already; {len(todo)} would run on "
+        f"{_describe_executor(spec)}; results in {escape(str(store.root))}.",
+        highlight=False,
+    )
+    if not todo:
+        return
+    table = Table(title="Would run")
+    for column in ("run id", "run", "setting", "dataset", "before"):
+        table.add_column(column)
+    states = {entry.run_id: entry.state for entry in store.entries()}
+    for run in todo:
+        dataset = run.config.dataset
+        table.add_row(
+            run.run_id,
+            escape(run.label),
+            run.config.setting,
+            escape(f"{dataset.kind}:{dataset.world}"),
+            states.get(run.run_id, "missing"),
+        )
+    console.print(table)
 
 
 def _print_summary(summary: GridSummary, results_dir: Path) -> None:
     table = Table(title="Grid summary")
-    for column in ("done", "skipped", "failed", "wall time"):
+    columns = ["done", "skipped", "failed"]
+    values = [len(summary.done), len(summary.skipped), len(summary.failed)]
+    if summary.stopped_by:
+        columns += ["abandoned", "not started"]
+        values += [len(summary.abandoned), summary.not_started]
+    for column in [*columns, "wall time"]:
         table.add_column(column, justify="right")
-    table.add_row(
-        str(len(summary.done)),
-        str(len(summary.skipped)),
-        str(len(summary.failed)),
-        f"{summary.seconds:.1f} s",
-    )
+    table.add_row(*map(str, values), f"{summary.seconds:.1f} s")
     console.print(table)
     for run_id, error in summary.failed.items():
         console.print(f"[red]failed[/] {run_id}: {escape(error)}", highlight=False)
-    console.print(
-        f"Results in {results_dir}; see them with `cascbench report --results-dir {results_dir}`."
-    )
+    where = escape(str(results_dir))
+    if summary.failed:
+        console.print(f"Tracebacks: `cascbench runs --failed --results-dir {where}`.")
+    if summary.stopped_by:
+        console.print(
+            f"Stopped by {summary.stopped_by}: run the same command again to run the "
+            f"{len(summary.abandoned) + summary.not_started} missing run(s).",
+            highlight=False,
+        )
+    console.print(f"Results in {where}; see them with `cascbench report --results-dir {where}`.")

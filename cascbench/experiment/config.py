@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cascbench.method import get_method_class, validate_params
 from cascbench.metrics import EVALUATOR_VERSION
@@ -30,6 +30,37 @@ class DatasetConfig(_Strict):
     data_dir: str | None = Field(
         default=None, description="RecFlow only: the cache folder `cascbench data prepare` wrote."
     )
+    days: tuple[str, ...] | None = Field(
+        default=None,
+        description=(
+            "RecFlow only: the cached days to use (YYYY-MM-DD, or a string 'FIRST..LAST,DAY'), in "
+            "training order, the last one the test day; None = the paper's: train 2024-01-13 … "
+            "2024-02-03, test 2024-02-04."
+        ),
+    )
+
+    @field_validator("days", mode="before")
+    @classmethod
+    def _parse_days(cls, value: Any) -> Any:
+        # Imported here: cascbench.datasets imports this module.
+        from cascbench.datasets.recflow_schema import check_days, parse_days
+
+        if value is None:
+            return None
+        return parse_days(value) if isinstance(value, str) else check_days(value)
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> DatasetConfig:
+        # A recflow dataset may leave data_dir empty here (presets do, for --data-dir to fill);
+        # loading it without one is an error.
+        if self.kind == "recflow":
+            if self.world_options or self.world != DatasetConfig.model_fields["world"].default:
+                raise ValueError(
+                    "world and world_options describe synthetic worlds; a recflow dataset has none."
+                )
+        elif self.data_dir is not None or self.days is not None:
+            raise ValueError("data_dir and days are for recflow datasets (kind='recflow') only.")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -57,10 +88,32 @@ class TrainConfig(_Strict):
             "batch_size test requests dropped), for exact comparison with its numbers."
         ),
     )
+    data_placement: Literal["auto", "whole", "day", "stream"] = Field(
+        default="auto",
+        description=(
+            "Where a GPU run keeps the data: 'whole' (all of it on the device), 'day' (one day at "
+            "a time), 'stream' (batches gathered on the host, copied asynchronously). 'auto': the "
+            "whole dataset when it is small next to the free device memory, else a day at a time, "
+            "else streaming. Data that does not fit falls back to streaming with a message."
+        ),
+    )
+    compile: bool = Field(
+        default=False,
+        description=(
+            "torch.compile the stage models and the loss: slower start (compilation), faster "
+            "steps; numbers change within floating-point noise only."
+        ),
+    )
 
 
 #: Training fields that change how a run executes but not its numbers; left out of the run id.
-EXECUTION_ONLY_TRAIN_FIELDS = frozenset({"device", "eval_batch_size"})
+EXECUTION_ONLY_TRAIN_FIELDS = frozenset({"device", "eval_batch_size", "data_placement", "compile"})
+
+#: Fields added after run ids were first recorded, with the value that reproduces the behaviour
+#: from before they existed: a field holding that value is left out of the run id, so that
+#: adding a field does not change the id of every run already stored. (Compared with this
+#: recorded value, not the current default, so a changed default still gives new ids.)
+FIELDS_ADDED_LATER: dict[str, dict[str, Any]] = {"dataset": {"days": None}}
 
 
 class RunConfig(_Strict):
@@ -90,6 +143,18 @@ class RunConfig(_Strict):
         identity = self.resolved().model_dump(
             mode="json", exclude={"train": set(EXECUTION_ONLY_TRAIN_FIELDS)}
         )
+        if self.dataset.kind == "recflow" and self.dataset.data_dir is not None:
+            # What the run reads, not how its path is spelled: the cache's format, setting and
+            # the source fingerprints of the chosen days.
+            from cascbench.datasets.cache import cache_identity
+
+            identity["dataset"]["data_dir"] = cache_identity(
+                self.dataset.data_dir, self.dataset.days
+            )
+        for section, fields in FIELDS_ADDED_LATER.items():
+            for name, original in fields.items():
+                if identity[section].get(name, original) == original:
+                    identity[section].pop(name, None)
         identity["evaluator_version"] = EVALUATOR_VERSION
         identity["method_version"] = get_method_class(self.method).version
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))

@@ -1,25 +1,28 @@
-"""Grids of runs: expansion into RunConfigs, and in-process execution with resuming.
+"""Grids of runs: seeds, planning (ids, duplicates, what is done), and the driver loop.
 
-A run whose folder holds DONE is skipped unless forced; a run that raises is recorded as failed
-and the grid goes on.
+The driver hands runs to an executor (executors.py), at most `executor.slots` at a time, and
+records each outcome in the store as it comes back: a finished run with DONE, a failed one with
+its traceback (the grid goes on). A finished run is skipped unless forced. On a stop signal
+(interrupt.py) no run is launched any more and the runs in flight are abandoned unrecorded, so the
+same call later runs exactly the missing ones.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cascbench.datasets import load_dataset, world_config
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
+from cascbench.experiment.executors import Executor, InProcessExecutor, RunOutcome
+from cascbench.experiment.interrupt import GridAborted, StopRequest, stop_on_signals
 from cascbench.experiment.store import ResultStore
-from cascbench.train import ProgressCallback, train_run
 
-logger = logging.getLogger(__name__)
+#: Seconds the driver waits for an outcome before it looks at signals and progress again.
+_POLL_SECONDS = 0.2
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -45,8 +48,11 @@ def expand_grid(
     method_params: dict[str, dict[str, Any]] | None = None,
 ) -> list[RunConfig]:
     """methods × seeds, each resolved (defaults filled in, hyper-parameters and world validated),
-    so that a mistyped name fails here, before any run starts, not in every run."""
-    world_config(dataset)
+    so that a mistyped name fails here, before any run starts. Config files with grids over
+    any field go through `configfile.plan_experiment`."""
+    from cascbench.experiment.configfile import check_dataset
+
+    check_dataset(dataset)
     method_params = method_params or {}
     return [
         RunConfig(
@@ -62,12 +68,107 @@ def expand_grid(
     ]
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run of a grid: its id, resolved config and a short label for progress lines."""
+
+    run_id: str
+    config: RunConfig
+    label: str
+
+
+def plan_runs(configs: Sequence[RunConfig]) -> tuple[list[PlannedRun], int]:
+    """The runs with their ids, in order, each id once; returns (runs, duplicates dropped).
+    Labels show the method, the fields that vary across the grid, and the seed."""
+    resolved = [config.resolved() for config in configs]
+    unique: dict[str, RunConfig] = {}
+    for config in resolved:
+        unique.setdefault(config.run_id(), config)
+    labels = run_labels(list(unique.values()))
+    runs = [
+        PlannedRun(run_id, config, label)
+        for (run_id, config), label in zip(unique.items(), labels, strict=True)
+    ]
+    return runs, len(resolved) - len(runs)
+
+
+def run_labels(configs: Sequence[RunConfig]) -> list[str]:
+    """ "lcron tau=20 lr=0.02 seed 1": a method's hyper-parameters that vary among its runs and
+    the other fields that vary across all runs (the seed always shown)."""
+    flat = [_flatten(c.model_dump(mode="json", exclude={"method_params", "seed"})) for c in configs]
+    varying = [k for k in _varying(flat) if k != "method"]
+    params_by_method: dict[str, list[dict]] = {}
+    for config in configs:
+        params_by_method.setdefault(config.method, []).append(config.method_params)
+    varying_params = {method: _varying(params) for method, params in params_by_method.items()}
+    labels = []
+    for config, values in zip(configs, flat, strict=True):
+        parts = [config.method]
+        parts += [
+            f"{k}={config.method_params[k]}"
+            for k in varying_params[config.method]
+            if k in config.method_params
+        ]
+        parts += [f"{k.rsplit('.', 1)[-1]}={values[k]}" for k in varying if k in values]
+        labels.append(" ".join(parts) + f" seed {config.seed}")
+    return labels
+
+
+def _varying(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The keys whose value (or presence) differs between rows, in first-seen order."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    missing = object()
+    return [k for k in keys if len({repr(row.get(k, missing)) for row in rows}) > 1]
+
+
+def _flatten(value: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = item
+    return flat
+
+
+class GridObserver:
+    """What the driver reports as the grid goes; the CLI's progress display subclasses it.
+    Called from the driver's thread only."""
+
+    def grid_started(self, runs: Sequence[PlannedRun], todo: Sequence[PlannedRun]) -> None:
+        """runs: the whole grid; todo: those that will run (the others are done)."""
+
+    def run_started(self, run: PlannedRun) -> None: ...
+
+    def run_progress(self, run_id: str, step: int, total: int) -> None: ...
+
+    def run_finished(self, run: PlannedRun, outcome: RunOutcome) -> None:
+        """A run done or failed (outcome.error); recorded in the store already."""
+
+    def stopping(self, signal_name: str, abandoned: Sequence[PlannedRun]) -> None:
+        """A stop signal arrived; `abandoned` were in flight and are left unrecorded."""
+
+
 @dataclass
 class GridSummary:
+    """run ids by outcome; failed: id -> the error's last line; stopped_by: the signal's name
+    when a signal stopped the grid (the abandoned runs were in flight then)."""
+
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    abandoned: list[str] = field(default_factory=list)
+    not_started: int = 0
     seconds: float = 0.0
+    stopped_by: str = ""
+    stop_signal: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """0: every run succeeded; 1: some failed; 128 + signal number: stopped by a signal."""
+        if self.stop_signal:
+            return 128 + self.stop_signal
+        return 1 if self.failed else 0
 
 
 def run_grid(
@@ -75,30 +176,84 @@ def run_grid(
     store: ResultStore,
     *,
     force: bool = False,
-    on_run_start: Callable[[int, RunConfig, str], None] | None = None,
-    on_step: ProgressCallback | None = None,
+    executor: Executor | None = None,
+    observer: GridObserver | None = None,
 ) -> GridSummary:
-    """Run every config not yet done, in order, in this process; record each outcome."""
+    """Run every config not yet done on `executor` (in this process by default) and record
+    each outcome; stops cleanly on SIGINT/SIGTERM (see interrupt.py). The executor is closed."""
+    executor = executor or InProcessExecutor()
+    observer = observer or GridObserver()
+    runs, _ = plan_runs(configs)
     summary = GridSummary()
     started = time.perf_counter()
-    for index, config in enumerate(configs):
-        run_id = config.run_id()
-        if store.is_done(run_id) and not force:
-            summary.skipped.append(run_id)
-            continue
-        if on_run_start is not None:
-            on_run_start(index, config, run_id)
+    todo = []
+    for run in runs:
+        if store.is_done(run.run_id) and not force:
+            summary.skipped.append(run.run_id)
+        else:
+            todo.append(run)
+    store.write_plan([(r.run_id, r.config.model_dump(mode="json")) for r in runs])
+    in_flight: dict[str, PlannedRun] = {}
+    stop = StopRequest()
+    with executor:
+        if todo:  # a Ray runtime or a pool is started only for work
+            executor.start(observer.run_progress, lambda: stop.requested)
+        observer.grid_started(runs, todo)
         try:
-            data = load_dataset(config.dataset, config.setting)
-            record = train_run(config, data, progress=on_step)
-        except Exception as exc:  # one failed run must not stop the grid
-            logger.warning(
-                "run %s (%s, seed %d) failed: %s", run_id, config.method, config.seed, exc
-            )
-            store.write_failure(run_id, config.model_dump(mode="json"), exc)
-            summary.failed[run_id] = f"{type(exc).__name__}: {exc}"
-            continue
-        store.write_run(run_id, record)
-        summary.done.append(run_id)
+            with stop_on_signals(stop):
+                _drive(executor, store, observer, todo, in_flight, stop, summary)
+        except GridAborted as exc:
+            summary.stopped_by, summary.stop_signal = str(exc), exc.signum
+        finally:
+            if in_flight:  # aborted, or an error in the driver: leave nothing running
+                executor.abandon()
+                summary.abandoned += list(in_flight)
+    summary.not_started = len(todo) - len(summary.done) - len(summary.failed)
+    summary.not_started -= len(summary.abandoned)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _drive(
+    executor: Executor,
+    store: ResultStore,
+    observer: GridObserver,
+    todo: list[PlannedRun],
+    in_flight: dict[str, PlannedRun],
+    stop: StopRequest,
+    summary: GridSummary,
+) -> None:
+    """Submit while there are free slots and no stop request; record outcomes as they come."""
+    pending = list(reversed(todo))
+    while pending or in_flight:
+        while pending and not stop.requested and len(in_flight) < executor.slots:
+            run = pending.pop()
+            in_flight[run.run_id] = run
+            observer.run_started(run)
+            executor.submit(run.run_id, run.config.model_dump_json())
+        for outcome in executor.collect(_POLL_SECONDS):
+            run = in_flight.pop(outcome.run_id)
+            abandoned = outcome.abandoned or (stop.requested and outcome.error_kind == "worker")
+            if abandoned:  # stopped by us, or a worker killed by the same signal
+                summary.abandoned.append(run.run_id)
+                continue
+            _record(store, run, outcome, summary)
+            observer.run_finished(run, outcome)
+        if stop.requested:
+            executor.abandon()
+            summary.abandoned += list(in_flight)
+            in_flight.clear()
+            abandoned = set(summary.abandoned)
+            observer.stopping(stop.signal_name, [r for r in todo if r.run_id in abandoned])
+            summary.stopped_by, summary.stop_signal = stop.signal_name, stop.signum or 0
+            return
+
+
+def _record(store: ResultStore, run: PlannedRun, outcome: RunOutcome, summary: GridSummary) -> None:
+    if outcome.record is None:
+        config = run.config.model_dump(mode="json")
+        store.write_failure(run.run_id, config, outcome.error, outcome.environment)
+        summary.failed[run.run_id] = outcome.error_summary
+    else:
+        store.write_run(run.run_id, outcome.record, outcome.environment)
+        summary.done.append(run.run_id)

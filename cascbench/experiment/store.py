@@ -1,31 +1,49 @@
-"""The result store: one folder per run under <results>/runs/<run_id>/, written atomically.
+"""The result store: one folder per run under <results>/runs/<run_id>/, written by the driver only.
 
-Files: config.json (resolved config), environment.json, metrics.json (means and run statistics),
-per_request.parquet, curve.parquet, and DONE, written last: a folder without DONE is unfinished
-(or failed, with error.txt) and is run again. Only the driver process writes here.
+A finished run's folder holds config.json (the resolved config), environment.json (where it was
+computed), metrics.json (means and run statistics), per_request.parquet, curve.parquet (the
+training curve), per_day.parquet (streaming split only) and DONE. A run is written into a hidden
+staging folder that is renamed into place once complete, so a run folder is never half-written
+by this version; a failed run's folder holds config.json and error.txt (its traceback) and no
+DONE, and is run again next time. Every grid also records its plan (the run ids it asked for)
+under <results>/plans/, so `cascbench runs` can list the runs still missing.
+
+`finished_runs()` is what reports read: it leaves out, with a warning, every folder it cannot
+trust (written by an incompatible cascbench version, unreadable, or unfinished).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
-import platform
-import subprocess
+import shutil
 import tempfile
-import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
+import pydantic
 
-import cascbench
 from cascbench.errors import CascbenchError
+from cascbench.experiment.config import RunConfig
+from cascbench.metrics import EVALUATOR_VERSION
 from cascbench.train import RunRecord
 
+logger = logging.getLogger(__name__)
+
 DONE = "DONE"
+ERROR = "error.txt"
+
+RunState = Literal["done", "failed", "incomplete", "incompatible", "unreadable"]
+#: Folder states a report must not silently use.
+SUSPECT_STATES = ("incomplete", "incompatible", "unreadable")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -53,30 +71,6 @@ def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
-def environment() -> dict[str, str]:
-    """Versions, device and git revision, recorded beside every run."""
-    env = {
-        "cascbench": cascbench.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-    }
-    try:
-        revision = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-            check=False,
-        )
-        env["git_revision"] = revision.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        env["git_revision"] = "unknown"
-    return env
-
-
 @dataclass(frozen=True)
 class StoredRun:
     """A finished run as read back from the store."""
@@ -87,12 +81,24 @@ class StoredRun:
     stats: dict
 
 
+@dataclass(frozen=True)
+class RunEntry:
+    """One run folder and what it holds. detail: why a folder is not `done` (the error's last
+    line for a failed run, the reason for a suspect one); config: None when unreadable."""
+
+    run_id: str
+    state: RunState
+    config: dict | None = None
+    detail: str = ""
+
+
 class ResultStore:
-    """Run folders under `root`/runs."""
+    """Run folders under `root`/runs, grid plans under `root`/plans."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
+        self.plans_dir = self.root / "plans"
 
     def run_dir(self, run_id: str) -> Path:
         return self.runs_dir / run_id
@@ -100,43 +106,178 @@ class ResultStore:
     def is_done(self, run_id: str) -> bool:
         return (self.run_dir(run_id) / DONE).exists()
 
-    def write_run(self, run_id: str, record: RunRecord) -> None:
-        """Write every file of a finished run, then DONE."""
-        folder = self.run_dir(run_id)
-        (folder / DONE).unlink(missing_ok=True)
-        (folder / "error.txt").unlink(missing_ok=True)
-        atomic_write_json(folder / "config.json", record.config)
-        atomic_write_json(folder / "environment.json", environment())
-        atomic_write_json(
-            folder / "metrics.json", {"metrics": record.metrics, "stats": record.stats}
-        )
-        per_request = pd.DataFrame({"request_id": record.request_id, **record.per_request})
-        atomic_write_parquet(folder / "per_request.parquet", per_request)
-        atomic_write_parquet(folder / "curve.parquet", pd.DataFrame(record.curve))
-        atomic_write_bytes(folder / DONE, b"")
+    @contextmanager
+    def _staged(self, run_id: str) -> Iterator[Path]:
+        """A hidden folder to fill; on success it replaces the run's folder in one rename."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.runs_dir, prefix=f".{run_id}."))
+        try:
+            yield staging
+            target = self.run_dir(run_id)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
-    def write_failure(self, run_id: str, config: dict, error: BaseException) -> None:
-        """Record a failed run (config and traceback, no DONE): it is retried next time."""
-        folder = self.run_dir(run_id)
-        atomic_write_json(folder / "config.json", config)
-        text = "".join(traceback.format_exception(error))
-        atomic_write_bytes(folder / "error.txt", text.encode())
+    def write_run(self, run_id: str, record: RunRecord, environment: dict | None = None) -> None:
+        """Write every file of a finished run, DONE last. environment: that of the process that
+        computed the run (this process's when None)."""
+        if environment is None:
+            from cascbench.experiment.environment import environment as local_environment
+
+            environment = local_environment(str(record.stats.get("device", "")) or None)
+        with self._staged(run_id) as folder:
+            atomic_write_json(folder / "config.json", record.config)
+            atomic_write_json(folder / "environment.json", environment)
+            atomic_write_json(
+                folder / "metrics.json", {"metrics": record.metrics, "stats": record.stats}
+            )
+            per_request = pd.DataFrame({"request_id": record.request_id, **record.per_request})
+            atomic_write_parquet(folder / "per_request.parquet", per_request)
+            atomic_write_parquet(folder / "curve.parquet", pd.DataFrame(record.curve))
+            if record.per_day:
+                atomic_write_parquet(folder / "per_day.parquet", pd.DataFrame(record.per_day))
+            atomic_write_bytes(folder / DONE, b"")
+
+    def write_failure(
+        self,
+        run_id: str,
+        config: dict,
+        error: BaseException | str,
+        environment: dict | None = None,
+    ) -> bool:
+        """Record a failed run (config, traceback and, when known, the environment it failed
+        in; no DONE): it is retried next time. A run already finished (a forced rerun that
+        failed) keeps its results; returns False then."""
+        if self.is_done(run_id):
+            return False
+        if isinstance(error, BaseException):
+            import traceback
+
+            error = "".join(traceback.format_exception(error))
+        with self._staged(run_id) as folder:
+            atomic_write_json(folder / "config.json", config)
+            if environment:
+                atomic_write_json(folder / "environment.json", environment)
+            atomic_write_bytes(folder / ERROR, error.encode())
+        return True
+
+    def entries(self) -> list[RunEntry]:
+        """Every run folder with its state, sorted by id (staging folders are not runs)."""
+        if not self.runs_dir.is_dir():
+            return []
+        return [
+            _read_entry(folder)
+            for folder in sorted(self.runs_dir.iterdir())
+            if folder.is_dir() and not folder.name.startswith(".")
+        ]
+
+    def error_text(self, run_id: str) -> str:
+        """A failed run's traceback."""
+        return (self.run_dir(run_id) / ERROR).read_text(errors="replace")
 
     def finished_runs(self) -> list[StoredRun]:
-        """Every run folder with a DONE marker, sorted by id."""
+        """Every trustworthy finished run, sorted by id. Suspect folders (see RunEntry) are left
+        out with a warning that names them; `cascbench runs` lists them too."""
         if not self.runs_dir.is_dir():
             raise CascbenchError(
                 f"no results in {self.root}: the folder {self.runs_dir} does not exist. "
                 f"Run `cascbench run --results-dir {self.root}` first."
             )
-        runs = []
-        for folder in sorted(self.runs_dir.iterdir()):
-            if not (folder / DONE).exists():
-                continue
-            try:
-                config = json.loads((folder / "config.json").read_text())
-                metrics = json.loads((folder / "metrics.json").read_text())
-            except (OSError, json.JSONDecodeError) as exc:
-                raise CascbenchError(f"run folder {folder} is unreadable: {exc}") from None
-            runs.append(StoredRun(folder.name, config, metrics["metrics"], metrics["stats"]))
+        runs, suspect = [], []
+        for entry in self.entries():
+            if entry.state in SUSPECT_STATES:
+                suspect.append(entry)
+            elif entry.state == "done":
+                try:
+                    metrics = json.loads((self.run_dir(entry.run_id) / "metrics.json").read_text())
+                    stored = StoredRun(
+                        entry.run_id, entry.config, metrics["metrics"], metrics["stats"]
+                    )
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    suspect.append(RunEntry(entry.run_id, "unreadable", None, str(exc)))
+                    continue
+                runs.append(stored)
+        if suspect:
+            listing = "; ".join(f"{e.run_id} ({e.state}: {e.detail})" for e in suspect[:5])
+            more = f"; and {len(suspect) - 5} more" if len(suspect) > 5 else ""
+            logger.warning(
+                "%d run folder(s) in %s are left out of the results: %s%s. "
+                "See `cascbench runs --results-dir %s`.",
+                len(suspect),
+                self.runs_dir,
+                listing,
+                more,
+                self.root,
+            )
         return runs
+
+    def write_plan(self, run_configs: Sequence[tuple[str, dict]]) -> Path:
+        """Record a grid's runs (id, resolved config) so that missing ones can be listed later.
+        The same grid always maps to the same plan file."""
+        ids = sorted(run_id for run_id, _ in run_configs)
+        name = hashlib.sha256(",".join(ids).encode()).hexdigest()[:16]
+        path = self.plans_dir / f"{name}.json"
+        atomic_write_json(path, {"runs": dict(run_configs)})
+        return path
+
+    def planned_runs(self) -> dict[str, dict]:
+        """Run id -> resolved config, over every plan recorded in this store."""
+        planned: dict[str, dict] = {}
+        if not self.plans_dir.is_dir():
+            return planned
+        for path in sorted(self.plans_dir.glob("*.json")):
+            try:
+                planned.update(json.loads(path.read_text())["runs"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                logger.warning("ignoring the unreadable plan %s: %s", path, exc)
+        return planned
+
+
+def _read_entry(folder: Path) -> RunEntry:
+    """Classify one run folder (see RunEntry)."""
+    run_id = folder.name
+    done = (folder / DONE).exists()
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        state: RunState = "unreadable" if done else "incomplete"
+        return RunEntry(run_id, state, None, f"config.json: {exc}")
+    if not done:
+        if (folder / ERROR).exists():
+            lines = (folder / ERROR).read_text(errors="replace").strip().splitlines()
+            return RunEntry(run_id, "failed", config, lines[-1] if lines else "")
+        return RunEntry(run_id, "incomplete", config, "no DONE marker: the run never finished")
+    missing = [n for n in ("metrics.json", "per_request.parquet") if not (folder / n).exists()]
+    if missing:
+        return RunEntry(run_id, "unreadable", config, f"missing {', '.join(missing)}")
+    reason = _incompatibility(run_id, config, folder)
+    if reason:
+        return RunEntry(run_id, "incompatible", config, reason)
+    return RunEntry(run_id, "done", config)
+
+
+def _incompatibility(run_id: str, config: dict, folder: Path) -> str:
+    """Why a finished run cannot be compared with runs of this version ("" when it can): its id
+    must be what this version computes for its config, which covers the evaluator's and the
+    method's versions and every field of the config."""
+    try:
+        recorded = json.loads((folder / "environment.json").read_text())["evaluator_version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = None  # written before environments recorded it: the id check decides
+    if recorded is not None and recorded != EVALUATOR_VERSION:
+        return f"evaluator version {recorded}, this cascbench has {EVALUATOR_VERSION}"
+    try:
+        expected = RunConfig.model_validate(config).run_id()
+    except pydantic.ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+        return f"its config does not fit this cascbench version ({fields})"
+    except CascbenchError as exc:
+        return f"its config is not valid in this cascbench version: {exc}"
+    if expected != run_id:
+        return (
+            f"this cascbench version gives its config the id {expected} (another evaluator "
+            f"or method version, or a config field that changed meaning)"
+        )
+    return ""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -46,6 +47,10 @@ class DIN(nn.Module):
         hidden_layer, output_layer = self.attention[0], self.attention[-1]
         sequence_share, item_share = split_linear(hidden_layer, [sequence, items])
         weight = output_layer.weight.view(-1)
+        if torch.compiler.is_compiling():
+            return (
+                _compiled_attention_logits(sequence_share, item_share, weight) + output_layer.bias
+            )
         rows = _rows_per_block(sequence_share, item_share)
         blocks = [
             _AttentionLogits.apply(sequence_share[i : i + rows], item_share[i : i + rows], weight)
@@ -75,8 +80,8 @@ class DIN(nn.Module):
         """float [B, N] scores."""
         emb = self.embeddings
         context = emb.context_input(batch).unsqueeze(1)  # [B, 1, C d]
-        sequence = emb.sequence_input(batch)  # [B, L, F d]
-        candidates = emb.candidate_input(batch)  # [B, N, (F + E) d], item fields first
+        # sequence [B, L, F d]; candidates [B, N, (F + E) d], item fields first
+        sequence, candidates = emb.item_inputs(batch)
         interest = self.interest(sequence, batch.sequence_mask, candidates[..., : emb.item_width])
         # The context share of the first layer is computed once per request.
         return self.head.forward_parts([context, interest, candidates]).squeeze(-1)
@@ -132,6 +137,27 @@ def _rows_per_block(sequence: torch.Tensor, items: torch.Tensor) -> int:
     if sequence.device.type != "cpu":
         return max(batch, 1)
     return max(1, _CPU_BLOCK_ELEMENTS // (items.shape[1] * length * hidden))
+
+
+# Compiled alone, the attention's add, ReLU and weighted sum become one loop that never stores
+# [B, N, L, H], forward and backward: 7-10x faster than `_AttentionLogits` on a CPU. Compiled with
+# the rest of DIN, the compiler fused the softmax's backward into it, stored the [B, N, L, H]
+# gradient and reduced it over h with two threads: slower than eager. Hence a graph of its own,
+# called from the compiled model across a graph break.
+@torch.compiler.disable
+def _compiled_attention_logits(
+    sequence: torch.Tensor, items: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """`_AttentionLogits` without the output bias, compiled: [B, L, H], [B, N, H], [H] -> [B, N, L]."""
+    return _attention_graph()(sequence, items, weight)
+
+
+@functools.cache
+def _attention_graph() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    def logits(sequence: torch.Tensor, items: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return (_hidden(sequence, items) * weight).sum(-1)
+
+    return torch.compile(logits, dynamic=True)
 
 
 def _hidden(sequence: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,8 @@ class DSSM(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """float [B, N] scores."""
-        user = self.user_tower(batch)
-        items = self.item_tower(batch)
+        sequence, candidates = self.embeddings.item_inputs(batch)
+        user = self.user_mlp(self.embeddings.user_input(batch, sequence))
+        items = self.item_mlp(candidates)
         # A product and a sum, not bmm: on CPU, bmm of [N, D] x [D, 1] blocks loops over requests.
         return (items * user.unsqueeze(1)).sum(-1)

@@ -34,7 +34,7 @@ class MLP(nn.Module):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """float [B, N] scores."""
-        user = self.embeddings.user_input(batch).unsqueeze(1)  # [B, 1, (C + F) d]
-        candidates = self.embeddings.candidate_input(batch)  # [B, N, (F + E) d]
+        sequence, candidates = self.embeddings.item_inputs(batch)  # candidates [B, N, (F + E) d]
+        user = self.embeddings.user_input(batch, sequence).unsqueeze(1)  # [B, 1, (C + F) d]
         # The first layer projects the user part once per request, not once per candidate.
         return self.head.forward_parts([user, candidates]).squeeze(-1)

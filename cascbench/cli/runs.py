@@ -1,0 +1,107 @@
+"""`cascbench runs`: the runs of a results folder and their state; `--failed` shows the errors."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import pydantic
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cascbench.cli._common import app, console, split_names, user_errors
+from cascbench.errors import unknown_name_error
+
+if TYPE_CHECKING:
+    from cascbench.experiment.store import RunEntry
+
+STATES = ("done", "failed", "missing", "incomplete", "incompatible", "unreadable")
+_STYLES = {"done": "green", "failed": "red", "missing": "yellow"}
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  cascbench runs\n\n"
+    "  cascbench runs --results-dir results/local --failed\n\n"
+    "  cascbench runs --state missing,incomplete\n\n"
+    "States: done; failed (its error is kept; it runs again next time); missing (planned by a "
+    "grid but not run yet, e.g. after an interruption); incomplete (a folder without DONE); "
+    "incompatible (written by a cascbench version whose ids or evaluator differ); unreadable. "
+    "Reports use only done runs."
+)
+def runs(
+    results_dir: Annotated[Path, typer.Option(help="The folder `cascbench run` wrote to.")] = Path(
+        "results/local"
+    ),
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only the failed runs, each with its traceback.")
+    ] = False,
+    state: Annotated[
+        str | None, typer.Option(help=f"Comma-separated states to list: {', '.join(STATES)}.")
+    ] = None,
+) -> None:
+    """List every run of a results folder (and every run its grids planned) with its state."""
+    from cascbench.experiment.store import ResultStore, RunEntry
+
+    with user_errors():
+        wanted = ["failed"] if failed else split_names(state) if state else list(STATES)
+        for name in wanted:
+            if name not in STATES:
+                raise unknown_name_error("state", name, STATES)
+        store = ResultStore(results_dir)
+        entries = store.entries()
+        present = {entry.run_id for entry in entries}
+        entries += [
+            RunEntry(run_id, "missing", config)
+            for run_id, config in sorted(store.planned_runs().items())
+            if run_id not in present
+        ]
+    if not entries:
+        console.print(f"No runs in {escape(str(results_dir))}.", highlight=False)
+        return
+    counts = Counter(entry.state for entry in entries)
+    shown = [entry for entry in entries if entry.state in wanted]
+    if failed:
+        labels = _labels(entries)
+        for entry in shown:
+            console.rule(f"[red]failed[/] {entry.run_id} {escape(labels[entry.run_id])}")
+            console.print(escape(store.error_text(entry.run_id).rstrip()), highlight=False)
+    elif shown:
+        table = Table()
+        for column in ("run id", "state", "run", "setting", "detail"):
+            table.add_column(column)
+        labels = _labels(entries)
+        for entry in sorted(shown, key=lambda e: (labels[e.run_id], e.run_id)):
+            style = _STYLES.get(entry.state, "magenta")
+            table.add_row(
+                entry.run_id,
+                f"[{style}]{entry.state}[/]",
+                escape(labels[entry.run_id]),
+                escape(str((entry.config or {}).get("setting", "?"))),
+                escape(entry.detail),
+            )
+        console.print(table)
+    totals = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
+    console.print(f"{len(entries)} runs: {totals}.", highlight=False)
+
+
+def _labels(entries: list[RunEntry]) -> dict[str, str]:
+    """Run id -> "lcron tau=20.0 lr=0.02 seed 1": the method and what varies between the runs
+    (configs this version cannot read get "method seed N")."""
+    from cascbench.experiment.config import RunConfig
+    from cascbench.experiment.grid import run_labels
+
+    readable: dict[str, RunConfig] = {}
+    labels = {}
+    for entry in entries:
+        config = entry.config or {}
+        labels[entry.run_id] = f"{config.get('method', '?')} seed {config.get('seed', '?')}"
+        try:
+            readable[entry.run_id] = RunConfig.model_validate(config)
+        except pydantic.ValidationError:
+            continue
+    if readable:
+        labels.update(zip(readable, run_labels(list(readable.values())), strict=True))
+    return labels

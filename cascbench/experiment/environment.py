@@ -1,0 +1,88 @@
+"""Where a run was computed: package versions, device, git revision and determinism flags.
+
+Collected in the process that trained the run (a pool worker or a Ray task on another machine)
+and sent back to the driver with the run's results, which writes it as environment.json.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+from cascbench.metrics import EVALUATOR_VERSION
+
+#: Distributions whose versions can change a run's numbers or its files.
+_PACKAGES = ("cascbench", "torch", "numpy", "pandas", "pyarrow", "pydantic", "ray")
+
+
+def _package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@lru_cache(maxsize=1)
+def git_revision() -> str:
+    """The commit of the cascbench source tree that ran ("unknown" outside a git checkout),
+    with "+dirty" when it had uncommitted changes."""
+    source = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=source
+        )
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=source,
+        )
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def determinism_flags() -> dict[str, object]:
+    """The switches that decide whether the same seed gives bit-identical numbers."""
+    return {
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def environment(device: str | None = None) -> dict[str, object]:
+    """This process's environment; `device` is the device the run trained on ("cpu", "cuda:0")."""
+    cuda = torch.cuda.is_available()
+    return {
+        "versions": _package_versions(),
+        "evaluator_version": EVALUATOR_VERSION,
+        "git_revision": git_revision(),
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "executable": sys.executable,
+        "cpu_count": os.cpu_count(),
+        "device": device or ("cuda" if cuda else "cpu"),
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if cuda
+        else [],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "determinism": determinism_flags(),
+    }

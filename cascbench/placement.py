@@ -1,0 +1,171 @@
+"""Where a run's data lives while it trains: all on the device, a day at a time, or streamed.
+
+On a GPU, batches sliced from device-resident arrays cost nothing, but a RecFlow-sized dataset
+(tens of GB) would take the device's memory from the models. So the data goes to the device whole
+only when it is small next to the free memory, else one day at a time (one copy per day, its size
+bounded by the largest day), else batch by batch: gathered on the host into page-locked memory and
+copied asynchronously while the device works on the previous step. On the CPU the data is used
+where it is (arrays or memory maps): nothing is copied.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from cascbench.batch import Batch, Targets
+from cascbench.data import CascadeData
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["whole", "day", "stream"]
+
+#: "auto" keeps the whole dataset on the device only when it takes at most this share of the free
+#: device memory: a day at a time costs one copy per day, so keeping everything buys little, and
+#: the memory is better left to the models and their activations (DIN's attention alone takes
+#: about 1 GB at the paper's batch).
+WHOLE_SHARE = 0.1
+#: "auto" moves one day at a time when the largest day takes at most this share.
+DAY_SHARE = 0.25
+#: An explicit "whole" or "day" is honoured up to this share; beyond, it falls back to streaming.
+EXPLICIT_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class DaySource:
+    """One day's requests as a run sees them: `rows` index `data`, batches come out on `device`.
+
+    data lives on the device (whole or day placement) or on the host (streaming, or a CPU run).
+    """
+
+    data: CascadeData
+    rows: torch.Tensor
+    device: torch.device
+
+    @property
+    def n_rows(self) -> int:
+        return self.rows.numel()
+
+    @property
+    def _streamed(self) -> bool:
+        return self.data.label.device != self.device
+
+    def batch(self, rows: torch.Tensor) -> Batch:
+        """The Batch of `rows` (a slice of `self.rows`, in any order) on the device."""
+        if not self._streamed:
+            return self.data.batch(rows)
+        return self.data.batch(rows, pin_memory=True).to(self.device)
+
+    def targets(self, rows: torch.Tensor) -> Targets:
+        """The Targets of `rows` on the device."""
+        if not self._streamed:
+            return self.data.targets(rows)
+        return self.data.targets(rows, pin_memory=True).to(self.device)
+
+    def request_id(self, count: int) -> torch.Tensor:
+        """int64 [count], on the CPU: the request ids of the first `count` rows."""
+        return self.data.request_id[self.rows[:count]].cpu()
+
+
+class Placement:
+    """Decides where the data of a run lives and opens one day of it at a time.
+
+    requested: "auto", "whole", "day" or "stream" (TrainConfig.data_placement). Data that does not
+    fit the device, by its size against the free memory or by an out-of-memory error while it is
+    copied, falls back to streaming with a logged warning.
+    """
+
+    def __init__(self, data: CascadeData, device: torch.device, requested: str) -> None:
+        self.data = data
+        self.device = device
+        self._day_rows = _rows_by_day(data.day)
+        self.mode: Mode = self._choose(requested)
+        self._resident = data
+        if self.mode == "whole":
+            self._resident = self._move(data, "the whole dataset") or data
+
+    def day_size(self, day: int) -> int:
+        """Number of requests of a day."""
+        return self._day_rows[day].numel()
+
+    def open_day(self, day: int) -> DaySource:
+        """The requests of one day, ready to be served as batches on the device."""
+        rows = self._day_rows[day]
+        if self.mode == "day":
+            moved = self._move(self.data.subset(_as_slice(rows)), f"day {day}")
+            if moved is not None:
+                local = torch.arange(rows.numel(), device=self.device)
+                return DaySource(moved, local, self.device)
+        if self.mode == "whole" or self.device.type == "cpu":
+            return DaySource(self._resident, rows.to(self._resident.label.device), self.device)
+        return DaySource(self.data, rows.to(self.data.label.device), self.device)
+
+    def _choose(self, requested: str) -> Mode:
+        if self.device.type != "cuda":  # the host's memory is the device's: no size to check
+            return "whole" if requested == "auto" else requested  # type: ignore[return-value]
+        if requested == "stream":
+            return "stream"
+        free, _ = torch.cuda.mem_get_info(self.device)
+        whole = self.data.nbytes
+        per_row = whole / max(self.data.n_requests, 1)
+        largest_day = per_row * max((r.numel() for r in self._day_rows.values()), default=0)
+        need = {"whole": whole, "day": largest_day}
+        if requested == "auto":
+            if whole <= WHOLE_SHARE * free:
+                return "whole"
+            if largest_day <= DAY_SHARE * free:
+                return "day"
+            logger.warning(
+                "the largest day of the data (%.2f GiB) does not fit the %.2f GiB free on %s: "
+                "batches are streamed from host memory.",
+                largest_day / 2**30,
+                free / 2**30,
+                self.device,
+            )
+            return "stream"
+        if need[requested] <= EXPLICIT_SHARE * free:
+            return requested  # type: ignore[return-value]
+        logger.warning(
+            "data placement %r needs %.2f GiB on %s, which has %.2f GiB free: batches are "
+            "streamed from host memory instead.",
+            requested,
+            need[requested] / 2**30,
+            self.device,
+            free / 2**30,
+        )
+        return "stream"
+
+    def _move(self, data: CascadeData, what: str) -> CascadeData | None:
+        """`data` on the device, or None (and streaming from now on) if the copy ran out of memory."""
+        if data.label.device == self.device:
+            return data
+        try:
+            return data.to(self.device)
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            logger.warning(
+                "%s did not fit on %s (out of memory while copying it): batches are streamed "
+                "from host memory instead.",
+                what,
+                self.device,
+            )
+            self.mode = "stream"
+            return None
+
+
+def _rows_by_day(day: torch.Tensor) -> dict[int, torch.Tensor]:
+    """day index -> int64 row indices of that day's requests, ascending (one stable sort)."""
+    day = day.cpu()
+    order = torch.argsort(day, stable=True)
+    values, counts = torch.unique_consecutive(day[order], return_counts=True)
+    return dict(zip(values.tolist(), order.split(counts.tolist()), strict=True))
+
+
+def _as_slice(rows: torch.Tensor) -> torch.Tensor | slice:
+    """A slice when the ascending `rows` are contiguous (a view instead of a gathered copy)."""
+    if rows.numel() and int(rows[-1]) - int(rows[0]) + 1 == rows.numel():
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+    return rows

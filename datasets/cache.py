@@ -1,0 +1,357 @@
+"""The RecFlow cache: canonical arrays per day as .npy files, memory-mappable, plus a manifest.
+
+Layout of a cache folder (one per setting and sequence length):
+
+    manifest.json             format, setting, sequence length, id_cnt and vocabulary sizes, and per
+                              day: its source files (sizes, fingerprints), counts of requests and of
+                              what was padded, truncated or dropped; the cascbench version
+    days/<YYYY-MM-DD>/*.npy   context, sequence, sequence_mask, candidates, label, mask, request_id
+
+A day is written into a hidden temporary folder that is renamed into place when complete, and the
+manifest is rewritten atomically after each day, so an interrupted or failed day leaves no partial
+cache behind. Opening a cache never parses Feather or pickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import cascbench
+from cascbench.data import CascadeData, FeatureSchema
+from cascbench.datasets.recflow_files import Findings, describe_source, read_id_counts
+from cascbench.datasets.recflow_reader import DayArrays, read_day
+from cascbench.datasets.recflow_schema import (
+    ALL_STAGE_DIR,
+    PAPER_DAYS,
+    SEQUENCE_LENGTH,
+    TIME_ZONE,
+    check_days,
+    check_recflow_setting,
+    day_files,
+    schema_vocabulary,
+)
+from cascbench.errors import CascbenchError
+from cascbench.experiment.store import atomic_write_json
+from cascbench.settings import Setting, get_setting
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = "cascbench-recflow-cache"
+FORMAT_VERSION = 1
+DAY_ARRAYS = ("context", "sequence", "sequence_mask", "candidates", "label", "mask", "request_id")
+
+#: on_day(day, status): status is "reading" before a day is read, then "prepared" or "cached".
+DayCallback = Callable[[str, str], None]
+
+
+@dataclass
+class PrepareSummary:
+    """What `prepare_recflow` did: days prepared and skipped, requests written, wall time."""
+
+    out: Path
+    prepared: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    requests: int = 0
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+
+def _groups_json(setting: Setting) -> list[dict[str, Any]]:
+    return [
+        {"name": g.name, "size": g.size, "label": g.label, "graded": g.graded}
+        for g in setting.groups
+    ]
+
+
+def prepare_recflow(
+    src: Path | str,
+    setting_name: str,
+    days: tuple[str, ...] | list[str] = PAPER_DAYS,
+    out: Path | str | None = None,
+    *,
+    sequence_length: int = SEQUENCE_LENGTH,
+    force: bool = False,
+    jobs: int = 1,
+    on_day: DayCallback | None = None,
+) -> PrepareSummary:
+    """Read RecFlow day by day from `src` and write the canonical arrays of `setting_name` to the
+    cache `out` (default: <src>/cascbench-cache/<setting>). Days already cached from the same
+    source files are skipped unless `force`. `jobs` days are prepared at once, in worker
+    processes when more than one; memory is bounded by `jobs` days.
+
+    Raises CascbenchError naming the folder, day, file, request or column for bad input.
+    """
+    started = time.perf_counter()
+    root = Path(src)
+    if not root.is_dir():
+        raise CascbenchError(f"RecFlow folder {root} not found (--src).")
+    setting = get_setting(setting_name)
+    check_recflow_setting(setting)
+    if sequence_length < 1:
+        raise CascbenchError(f"sequence length {sequence_length}: it must be >= 1.")
+    if jobs < 1:
+        raise CascbenchError(f"jobs {jobs}: it must be >= 1.")
+    days = check_days(days)
+    _check_days_present(root, days)
+    out = root / "cascbench-cache" / setting.name if out is None else Path(out)
+
+    id_counts = read_id_counts(root)
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "setting": setting.name,
+        "groups": _groups_json(setting),
+        "sequence_length": sequence_length,
+        "time_zone": TIME_ZONE,
+        "id_cnt": {
+            **id_counts.source.as_json(),
+            "counts": id_counts.counts,
+            "renamed_keys": id_counts.renamed,
+            "unknown_keys": list(id_counts.unknown),
+            "container": id_counts.container,
+        },
+        "schema": {k: [list(f) for f in v] for k, v in schema_vocabulary(id_counts.counts).items()},
+    }
+    manifest = _start_manifest(out, header, force)
+    summary = PrepareSummary(out)
+    todo: list[tuple[str, list[dict[str, Any]]]] = []
+    for day in days:
+        sources = [describe_source(root, f).as_json() for f in day_files(day).values()]
+        entry = manifest["days"].get(day)
+        if not force and entry and entry["sources"] == sources and (out / "days" / day).is_dir():
+            summary.cached.append(day)
+            summary.requests += entry["requests"]
+            if on_day:
+                on_day(day, "cached")
+        else:
+            todo.append((day, sources))
+
+    def record(day: str, sources: list[dict[str, Any]], result: _DayResult) -> None:
+        manifest["days"][day] = {"requests": result.requests, "sources": sources,
+                                 "stats": result.stats}  # fmt: skip
+        manifest["cascbench_version"] = cascbench.__version__
+        atomic_write_json(out / MANIFEST, manifest)
+        summary.prepared.append(day)
+        summary.requests += result.requests
+        summary.warnings += result.warnings
+        if on_day:
+            on_day(day, "prepared")
+
+    task = (root, setting.name, id_counts.counts, sequence_length, out)
+    if jobs > 1 and len(todo) > 1:
+        _prepare_in_parallel(todo, task, jobs, record)
+    else:
+        for day, sources in todo:
+            if on_day:
+                on_day(day, "reading")
+            record(day, sources, _prepare_day(day, *task))
+    summary.prepared.sort()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@dataclass(frozen=True)
+class _DayResult:
+    requests: int
+    stats: dict[str, Any]
+    warnings: list[str]
+
+
+def _prepare_day(
+    day: str,
+    root: Path,
+    setting_name: str,
+    id_counts: dict[str, int],
+    sequence_length: int,
+    out: Path,
+) -> _DayResult:
+    """Read one day and write it to the cache (in a worker process when preparing in parallel)."""
+    findings = Findings(strict=True)
+    setting = get_setting(setting_name)
+    arrays = read_day(root, day, setting, id_counts, sequence_length, findings)
+    _write_day(out, day, arrays)
+    warnings = [f"{day}: {f.file}: {f.message}" for f in findings.items]
+    return _DayResult(len(arrays.request_id), arrays.stats, warnings)
+
+
+def _prepare_in_parallel(
+    todo: list[tuple[str, list[dict[str, Any]]]],
+    task: tuple[Any, ...],
+    jobs: int,
+    record: Callable[[str, list[dict[str, Any]], _DayResult], None],
+) -> None:
+    """Prepare days in `jobs` worker processes; the manifest is written here, as days finish.
+
+    After a failure no new day starts; days already running finish and are recorded, then the
+    failure of the earliest failed day is raised.
+    """
+    # Workers run numpy and pyarrow only: forking (where available) spares them the imports.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    failures: dict[str, BaseException] = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(_prepare_day, day, *task): (day, sources) for day, sources in todo}
+        for future in as_completed(futures):
+            day, sources = futures[future]
+            if future.cancelled():
+                continue
+            try:
+                result = future.result()
+            except Exception as exc:
+                failures[day] = exc
+                pool.shutdown(wait=False, cancel_futures=True)
+                continue
+            record(day, sources, result)
+    if failures:
+        raise failures[min(failures)]
+
+
+def available_days(root: Path) -> list[str]:
+    """The days of a RecFlow folder: the names of all_stage/*.feather, sorted."""
+    return sorted(p.stem for p in (root / ALL_STAGE_DIR).glob("*.feather"))
+
+
+def _check_days_present(root: Path, days: tuple[str, ...]) -> None:
+    for day in days:
+        missing = [f for f in day_files(day).values() if not (root / f).is_file()]
+        if missing:
+            present = available_days(root)
+            listing = f"{present[0]} … {present[-1]} ({len(present)} days)" if present else "none"
+            raise CascbenchError(
+                f"day {day} is missing from {root}: no {', '.join(missing)}. Days with an "
+                f"all_stage file: {listing}."
+            )
+
+
+def _start_manifest(out: Path, header: dict[str, Any], force: bool) -> dict[str, Any]:
+    """The manifest to extend: the existing one when made with the same header, else a new one
+    (with `force`; without it a different existing cache is an error)."""
+    path = out / MANIFEST
+    if path.is_file():
+        existing = read_manifest(out)
+        same = {k: existing.get(k) for k in header} == header
+        if same:
+            return existing
+        if not force:
+            differ = [k for k in header if existing.get(k) != header[k]]
+            raise CascbenchError(
+                f"{out} holds a cache prepared differently ({', '.join(differ)} differ); use "
+                "--force to rebuild it, or another --out."
+            )
+        for day in existing.get("days", {}):
+            shutil.rmtree(out / "days" / day, ignore_errors=True)
+    elif out.exists() and any(out.iterdir()):
+        raise CascbenchError(
+            f"{out} exists, is not empty and is not a cascbench cache (no {MANIFEST}); choose "
+            "another --out."
+        )
+    return {**header, "cascbench_version": cascbench.__version__, "days": {}}
+
+
+def _write_day(out: Path, day: str, arrays: DayArrays) -> None:
+    """Write a day's arrays to a temporary folder, then rename it into place."""
+    days_dir = out / "days"
+    days_dir.mkdir(parents=True, exist_ok=True)
+    staging = days_dir / f".{day}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        for name in DAY_ARRAYS:
+            np.save(staging / f"{name}.npy", np.ascontiguousarray(getattr(arrays, name)))
+        final = days_dir / day
+        if final.exists():
+            old = days_dir / f".{day}.old-{os.getpid()}"
+            final.rename(old)
+            staging.rename(final)
+            shutil.rmtree(old)
+        else:
+            staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def read_manifest(path: Path | str) -> dict[str, Any]:
+    """The manifest of the cache folder `path`; CascbenchError when it is not a cascbench cache."""
+    file = Path(path) / MANIFEST
+    if not file.is_file():
+        raise CascbenchError(
+            f"{path} is not a RecFlow cache (no {MANIFEST}); create one with "
+            "`cascbench data prepare recflow --src RECFLOW_DIR --out CACHE`."
+        )
+    try:
+        manifest = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CascbenchError(f"{file}: unreadable manifest ({exc}).") from None
+    if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
+        raise CascbenchError(
+            f"{file}: not a {FORMAT} version {FORMAT_VERSION} manifest; prepare the cache again "
+            "with --force."
+        )
+    return manifest
+
+
+def open_cache(
+    path: Path | str, setting: Setting, days: tuple[str, ...] | list[str] | None = None
+) -> CascadeData:
+    """The chosen days of a cache, concatenated in order (day index = position in `days`; the
+    last is the test day), laid out for `setting` (its groups must be the cache's).
+
+    days: None = the paper's days (train 2024-01-13 … 2024-02-03, test 2024-02-04).
+    """
+    path = Path(path)
+    manifest = read_manifest(path)
+    if manifest["groups"] != _groups_json(setting):
+        raise CascbenchError(
+            f"{path} was prepared for setting {manifest['setting']!r}, whose groups differ from "
+            f"those of {setting.name!r}; prepare a cache with --setting {setting.name}."
+        )
+    days = PAPER_DAYS if days is None else check_days(days)
+    missing = [d for d in days if d not in manifest["days"] or not (path / "days" / d).is_dir()]
+    if missing:
+        cached = sorted(manifest["days"])
+        raise CascbenchError(
+            f"{path} has no day {', '.join(missing)}; cached days: {', '.join(cached) or 'none'}."
+            " Prepare them with `cascbench data prepare recflow --days ...`."
+        )
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in DAY_ARRAYS}
+    for day in days:
+        for name in DAY_ARRAYS:
+            parts[name].append(np.load(path / "days" / day / f"{name}.npy", mmap_mode="r"))
+    arrays = {name: torch.from_numpy(np.concatenate(parts[name])) for name in DAY_ARRAYS}
+    counts = [len(p) for p in parts["request_id"]]
+    r = sum(counts)
+    schema = manifest["schema"]
+    return CascadeData(
+        setting_name=setting.name,
+        schema=FeatureSchema(**{k: tuple((f, int(n)) for f, n in v) for k, v in schema.items()}),
+        group=setting.slot_group.expand(r, -1).clone(),
+        day=torch.repeat_interleave(torch.arange(len(days)), torch.tensor(counts)),
+        **arrays,
+    )
+
+
+def cache_identity(path: Path | str, days: tuple[str, ...] | list[str] | None = None) -> str:
+    """A 16-hex-digit hash of what a run reads from a cache: its format, setting, sequence length,
+    id_cnt and the source fingerprints of the chosen days; the same however the path is spelled."""
+    manifest = read_manifest(path)
+    days = PAPER_DAYS if days is None else check_days(days)
+    identity = {k: manifest[k] for k in ("format_version", "groups", "sequence_length", "schema")}
+    identity["id_cnt"] = manifest["id_cnt"]["fingerprint"]
+    identity["days"] = [[d, manifest["days"].get(d, {}).get("sources")] for d in days]
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

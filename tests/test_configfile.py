@@ -1,0 +1,190 @@
+"""Experiment files: validation with paths, --set, grid expansion, presets."""
+
+import itertools
+
+import pytest
+
+from cascbench.errors import CascbenchError
+from cascbench.experiment.config import DatasetConfig, TrainConfig
+from cascbench.experiment.configfile import (
+    list_presets,
+    load_document,
+    plan_experiment,
+    preset_document,
+    set_value,
+    validate_experiment,
+)
+from cascbench.experiment.grid import expand_grid, parse_seeds, plan_runs
+
+SOURCE = "config file grid.yaml"
+TINY = {"world": "tiny"}
+
+
+def plan(document):
+    return plan_experiment(validate_experiment(document, SOURCE), SOURCE)
+
+
+def refused(document, *fragments):
+    """The error of planning `document`; every fragment must be in it, after the source."""
+    with pytest.raises(CascbenchError) as error:
+        plan(document)
+    message = str(error.value)
+    assert message.startswith(SOURCE + ": "), message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("document", "fragments"),
+    [
+        ({"methodz": ["bce"]}, ["methodz: unknown key; did you mean 'methods'?"]),
+        ({"train": {"lrr": 0.1}}, ["train.lrr: unknown key; did you mean 'lr'?", "batch_size"]),
+        ({"dataset": {"wrld": "tiny"}}, ["dataset.wrld: unknown key; did you mean 'world'?"]),
+        ({"train": {"batch_size": "big"}}, ["train.batch_size: Input should be a valid integer"]),
+        ({"train": {"lr": -1}}, ["train.lr: Input should be greater than 0 (got -1)"]),
+        ({"methods": [{"lcron": {}, "bce": {}}]}, ["methods: entry 0", "one method"]),
+        ({"methods": [{"lcron": 5}]}, ["methods[0].params: Input should be a valid dictionary"]),
+        ({"methods": []}, ["methods: List should have at least 1 item"]),
+        ({"grid": {"lcron.tau": []}}, ["grid: no values to try for 'lcron.tau'"]),
+        ({"grid": {"lcron.tau": 5}}, ["grid.lcron.tau: Input should be a valid list"]),
+        ({"seeds": "4-0"}, ["seeds: seeds '4-0': expected non-negative integers"]),
+        ({"seeds": [0, -1]}, ["seeds[1]: Input should be greater than or equal to 0"]),
+    ],
+)
+def test_invalid_files_name_the_key_and_what_is_expected(document, fragments):
+    refused(document, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("document", "fragments"),
+    [
+        ({"grid": {"lcron.taux": [1]}}, ["grid.lcron.taux", "Did you mean 'tau'?"]),
+        ({"methods": [{"lcron": {"taux": 1}}]}, ["methods[0] (lcron)", "did you mean 'tau'?"]),
+        ({"methods": ["lcorn"]}, ["methods[0]: Unknown method 'lcorn'. Did you mean 'lcron'?"]),
+        ({"grid": {"lcron.tau": [20, -1]}}, ["with grid.lcron.tau=-1", "'tau'"]),
+        ({"methods": ["bce"], "grid": {"lcron.tau": [1]}}, ["grid.lcron.tau: not a grid key"]),
+        ({"grid": {"lcrn.tau": [1]}}, ["grid.lcrn.tau: not a grid key (did you mean 'lcron'?)"]),
+        ({"grid": {"train.lrr": [1]}}, ["grid.train.lrr", "Did you mean 'lr'?"]),
+        ({"grid": {"train.lr": [0.1, -1.0]}}, ["grid.train.lr=-1.0", "train.lr: Input should"]),
+        ({"grid": {"setting": ["recflow-3stag"]}}, ["grid.setting: Unknown setting"]),
+        ({"setting": "recflow-3stag"}, ["setting: Unknown setting", "'recflow-3stage'"]),
+        ({"dataset": {"world": "tinyy"}}, ["Did you mean 'tiny'?"]),
+        ({"grid": {"dataset.world_options.nosie_std": [1.0]}}, ["did you mean 'noise_std'?"]),
+        ({"grid": {"seed": [1, 2]}}, ["grid.seed: not a grid key"]),
+        (
+            {"methods": [{"lcron": {"tau": 20}}], "grid": {"lcron.tau": [1, 2]}},
+            ["grid.lcron.tau: methods[0] fixes lcron.tau"],
+        ),
+    ],
+)
+def test_grids_that_cannot_run_are_refused_before_anything_runs(document, fragments):
+    refused({"dataset": TINY, **document}, *fragments)
+
+
+def test_grid_expansion_is_the_product_and_method_keys_multiply_only_that_method():
+    document = {
+        "dataset": TINY,
+        "methods": ["lcron", "bce", {"lcron": {"no_e2e": True}}],
+        "seeds": [0, 1],
+        "grid": {"lcron.tau": [20, 100], "train.lr": [0.01, 0.02]},
+    }
+    configs = plan(document)
+    got = sorted(
+        (c.method, c.method_params.get("no_e2e"), c.method_params.get("tau"), c.train.lr, c.seed)
+        for c in configs
+    )
+    lcron = itertools.product(["lcron"], [False, True], [20.0, 100.0], [0.01, 0.02], [0, 1])
+    bce = itertools.product(["bce"], [None], [None], [0.01, 0.02], [0, 1])
+    assert got == sorted([*lcron, *bce])
+    runs, duplicates = plan_runs(configs)
+    assert len(runs) == 20 and duplicates == 0
+
+
+def test_dataset_world_options_and_settings_can_be_swept():
+    configs = plan(
+        {
+            "dataset": TINY,
+            "methods": ["bce"],
+            "seeds": 0,
+            "grid": {
+                "setting": ["recflow-2stage", "recflow-3stage"],
+                "dataset.world_options.noise_std": [0.5, 1.0],
+            },
+        }
+    )
+    assert sorted((c.setting, c.dataset.world_options["noise_std"]) for c in configs) == [
+        ("recflow-2stage", 0.5),
+        ("recflow-2stage", 1.0),
+        ("recflow-3stage", 0.5),
+        ("recflow-3stage", 1.0),
+    ]
+
+
+def test_the_same_run_spelled_twice_is_planned_once():
+    configs = plan({"dataset": TINY, "methods": ["lcron", {"lcron": {"tau": 50}}], "seeds": "0-1"})
+    runs, duplicates = plan_runs(configs)
+    assert len(runs) == 2 and duplicates == 2
+
+
+def test_set_value_reaches_nested_keys_and_grid_keys_with_dots():
+    document = {"train": {"lr": 0.1}, "grid": {}}
+    changed = set_value(document, "train.batch_size", 64)
+    changed = set_value(changed, "grid.lcron.tau", [1, 2])
+    changed = set_value(changed, "dataset.world_options.noise_std", 1.0)
+    assert changed == {
+        "train": {"lr": 0.1, "batch_size": 64},
+        "grid": {"lcron.tau": [1, 2]},
+        "dataset": {"world_options": {"noise_std": 1.0}},
+    }
+    assert document == {"train": {"lr": 0.1}, "grid": {}}  # a copy: the original is unchanged
+    with pytest.raises(CascbenchError, match=r"train\.lr holds a value \(0\.1\)"):
+        set_value(document, "train.lr.x", 1)
+    with pytest.raises(CascbenchError, match="dotted key"):
+        set_value(document, "train..lr", 1)
+
+
+def test_documents_that_are_not_mappings_or_not_yaml_name_the_file(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("- lcron\n- bce\n")
+    with pytest.raises(CascbenchError, match=r"grid.yaml: expected a mapping of keys"):
+        load_document(path)
+    path.write_text("methods: [lcron\n")
+    with pytest.raises(CascbenchError, match=r"grid.yaml is not valid YAML"):
+        load_document(path)
+    with pytest.raises(CascbenchError, match=r"cannot read the config file .*missing.yaml"):
+        load_document(tmp_path / "missing.yaml")
+    path.write_text("")
+    assert load_document(path) == {}
+
+
+def test_every_preset_is_valid_and_the_demo_preset_is_make_demo():
+    presets = list_presets()
+    assert {"demo", "tiny-sweep"} <= set(presets) and all(presets.values())
+    for name in presets:
+        if name.endswith("-recflow"):
+            continue  # they need a prepared cache: tests/test_paper_presets.py
+        source = f"preset {name!r}"
+        plan_experiment(validate_experiment(preset_document(name), source), source)
+    demo = plan_experiment(validate_experiment(preset_document("demo"), "demo"), "demo")
+    make_demo = expand_grid(  # the flags that recorded results/demo.md
+        ["lcron", "rankflow", "bce"],
+        parse_seeds("0-2"),
+        "recflow-2stage",
+        DatasetConfig(world="small"),
+        TrainConfig(device="cpu"),
+    )
+    assert [c.run_id() for c in demo] == [c.run_id() for c in make_demo]
+    sweep, _ = plan_runs(
+        plan_experiment(validate_experiment(preset_document("tiny-sweep"), "s"), "s")
+    )
+    assert len(sweep) == 18
+    assert {r.config.dataset.world for r in sweep} == {"tiny"}
+    assert {(r.config.method, r.config.train.lr) for r in sweep} == set(
+        itertools.product(["lcron", "rankflow", "bce"], [0.01, 0.02])
+    )
+
+
+def test_unknown_preset_suggests_a_name():
+    with pytest.raises(CascbenchError, match="Did you mean 'demo'"):
+        preset_document("demoo")
