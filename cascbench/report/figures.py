@@ -21,6 +21,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from cascbench.experiment.store import atomic_write_bytes
 from cascbench.report.stats import t_interval_half_width
@@ -226,6 +227,7 @@ def per_day_figure(
             ax.plot(days, y, marker="o", markersize=3, color=colour, label=label)
             ax.fill_between(days, y - e, y + e, color=colour, alpha=0.15, linewidth=0)
         ax.set_xlabel("test day")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # day indices, never 1.5
         ax.set_title(metric, fontsize=10)
     axes[0].legend(fontsize=8)
     figure.suptitle(
