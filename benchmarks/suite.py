@@ -14,7 +14,8 @@ so each model's tables and their Adam state are GBs, as in the paper), whatever 
 
 Each (setting, method) runs in a fresh process (`suite_case.py`), so that its peak host memory is
 its own. The table, the machine and this command go into one section of RESULTS.md per device
-kind (CPU, GPU), replacing that section's previous numbers and keeping everything else.
+kind (CPU, GPU, each eager or compiled), replacing that section's previous numbers and keeping
+everything else.
 """
 
 from __future__ import annotations
@@ -312,11 +313,11 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     if args.no_write:
         return
-    kind = "gpu" if gpu else "cpu"
+    kind = ("gpu" if gpu else "cpu") + ("-compiled" if args.compile else "")
     first = rows[0]
     body = "\n".join(
         [
-            f"## {'GPU' if gpu else 'CPU'}: {machine(device)}",
+            f"## {'GPU' if gpu else 'CPU'}{', compiled' if args.compile else ''}: {machine(device)}",
             "",
             f"`{command}`, {datetime.date.today().isoformat()}, {time.perf_counter() - started:.0f} s;"
             f" load average {load:.1f} when it started{' (a shared machine)' if load > 0.5 else ''}.",

@@ -261,7 +261,8 @@ def _fit_day(run: _Run, source: DaySource, day: int) -> None:
     finiteness check every `_FINITE_CHECK_EVERY` steps."""
     batch_size = run.config.train.batch_size
     run.models.train()
-    order = source.rows[torch.randperm(source.n_rows, generator=run.generator).to(source.device)]
+    shuffle = torch.randperm(source.n_rows, generator=run.generator)
+    order = source.rows[shuffle.to(source.rows.device)]
     for start in range(0, source.n_rows, batch_size):
         batch = source.batch(order[start : start + batch_size])
         out = run.loss(score(run.scorers, batch), batch.targets)

@@ -218,3 +218,19 @@ def test_compiled_models_and_loss_give_the_same_numbers(data):
     np.testing.assert_allclose(compiled.curve["total"][:5], eager.curve["total"][:5], rtol=1e-4)
     for name, value in eager.metrics.items():
         assert compiled.metrics[name] == pytest.approx(value, abs=0.02)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("placement", ["day", "stream"])
+@pytest.mark.parametrize("split", ["last-day", "streaming"])
+def test_every_placement_runs_on_cuda_with_the_same_numbers(data, placement, split):
+    whole, other = (
+        train_run(config("lcron", device="cuda", data_placement=p, split=split), data)
+        for p in ("whole", placement)
+    )
+    assert other.stats["data_placement"] == placement
+    # Where the data lives changes nothing but, through CUDA's atomic additions, rounding.
+    np.testing.assert_allclose(whole.curve["total"], other.curve["total"], rtol=1e-4)
+    on_cpu = train_run(config("lcron", split=split), data)
+    np.testing.assert_allclose(other.curve["total"][:3], on_cpu.curve["total"][:3], rtol=1e-4)
