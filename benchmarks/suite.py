@@ -315,13 +315,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     kind = ("gpu" if gpu else "cpu") + ("-compiled" if args.compile else "")
     first = rows[0]
+    timed = "one timed run" if args.repeats == 1 else f"median of {args.repeats} runs"
     body = "\n".join(
         [
             f"## {'GPU' if gpu else 'CPU'}{', compiled' if args.compile else ''}: {machine(device)}",
             "",
             f"`{command}`, {datetime.date.today().isoformat()}, {time.perf_counter() - started:.0f} s;"
             f" load average {load:.1f} when it started{' (a shared machine)' if load > 0.5 else ''}.",
-            f"Training: {first['train_requests']:,} requests per run (median of {args.repeats} runs "
+            f"Training: {first['train_requests']:,} requests per run ({timed} "
             f"after a warm-up), batch {args.batch_size}, data placement {first['data_placement']}"
             f"{', compiled' if args.compile else ''}; evaluation: {first['test_requests']:,} test "
             "requests, the evaluator alone on random scores, then inference + evaluator.",

@@ -178,6 +178,25 @@ def test_plot_command_writes_every_figure_type_with_png_pdf_and_csv(grid, tmp_pa
         assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
     sensitivity = pd.read_csv(tmp_path / "sensitivity_tau.csv")
     assert set(sensitivity["method"]) == {"lcron", "neuralsort_ce"}
+    # Drawn again from the same runs: the same bytes, PDFs included (no creation date).
+    again = tmp_path / "again"
+    result = runner.invoke(
+        app,
+        [
+            "plot",
+            "--results-dir",
+            str(grid),
+            "--out-dir",
+            str(again),
+            "--error",
+            "ci",
+            "--kinds",
+            "bars",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    redrawn = sorted(again.iterdir())
+    assert redrawn and all(p.read_bytes() == (tmp_path / p.name).read_bytes() for p in redrawn)
 
 
 def test_plot_kinds_asked_for_must_be_drawable(tmp_path):

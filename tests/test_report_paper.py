@@ -112,3 +112,19 @@ def test_compare_paper_without_a_matching_table_says_why(paper_store, tmp_path):
     assert result.exit_code == 0, result.output
     assert "reproduced vs published" in result.output
     assert "no table of the paper matches" in result.output and "lr=0.005" in result.output
+
+
+def test_compare_paper_on_streaming_runs_only_says_why_and_still_reports(tmp_path):
+    # Regression: when no table of the results matched the paper, the per-cell export indexed the
+    # empty comparison by a column it lacked, and the report crashed with a KeyError.
+    for seed in (0, 1):
+        for method, joint in (("bce", 0.85), ("lcron", 0.87)):
+            write_run(
+                tmp_path, method, seed, two_stage_metrics(joint), train={"split": "streaming"}
+            )
+    result = runner.invoke(
+        app, ["report", "--results-dir", str(tmp_path), "--compare-paper", "--format", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "no table of the paper matches" in result.output
+    assert "lcron" in result.output and "paper_mean" not in result.output

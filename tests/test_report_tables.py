@@ -18,7 +18,7 @@ from cascbench.experiment.store import ResultStore
 from cascbench.report.build import ReportOptions, build_report
 from cascbench.report.compare import CompareOptions, compare
 from cascbench.report.loading import RunFiles
-from cascbench.report.tables import SummaryTable, runs_frame
+from cascbench.report.tables import SummaryTable, runs_frame, variant_order
 
 runner = CliRunner()
 
@@ -363,3 +363,18 @@ def test_mixed_settings_need_setting(tmp_path):
     )
     assert chosen.exit_code == 0, chosen.output
     assert "recall/prerank" in chosen.output and "ndcg/prerank" in chosen.output
+
+
+def test_variants_of_a_method_are_ordered_by_their_numbers_not_their_spelling():
+    labels = ["lcron[tau=1000.0]", "lcron[tau=20.0]", "lcron", "lcron[tau=1.0]", "bce"]
+    labels += ["lcron[tau=100.0]", "lcron[tau=1e-3]"]
+    methods = {label: label.split("[")[0] for label in labels}
+    assert variant_order(labels, methods) == [
+        "bce",
+        "lcron",
+        "lcron[tau=1e-3]",
+        "lcron[tau=1.0]",
+        "lcron[tau=20.0]",
+        "lcron[tau=100.0]",
+        "lcron[tau=1000.0]",
+    ]

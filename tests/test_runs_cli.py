@@ -2,7 +2,9 @@
 
 import json
 import logging
+import os
 import re
+import stat
 
 import pandas as pd
 import pytest
@@ -142,3 +144,18 @@ def test_per_day_metrics_are_written_only_for_runs_that_have_them(tmp_path):
     environment = json.loads((store.run_dir(last_day.run_id()) / "environment.json").read_text())
     assert {"versions", "git_revision", "device", "determinism"} <= set(environment)
     assert environment["determinism"]["torch_threads"] >= 1
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_run_folders_and_files_get_the_umask_s_modes_not_private_ones(tmp_path, umask):
+    # Regression: mkstemp / mkdtemp made every result file 0600 and every run folder 0700, so
+    # results written for a team were unreadable to it whatever the umask said.
+    previous = os.umask(umask)
+    try:
+        store = ResultStore(tmp_path)
+        store.write_failure("f" * 16, config(0).model_dump(mode="json"), "boom")
+    finally:
+        os.umask(previous)
+    folder = store.run_dir("f" * 16)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {0o666 & ~umask}

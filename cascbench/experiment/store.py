@@ -46,11 +46,20 @@ RunState = Literal["done", "failed", "incomplete", "incompatible", "unreadable"]
 SUSPECT_STATES = ("incomplete", "incompatible", "unreadable")
 
 
+def _umask() -> int:
+    """The process's umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, flush it to disk, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -111,6 +120,7 @@ class ResultStore:
         """A hidden folder to fill; on success it replaces the run's folder in one rename."""
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.runs_dir, prefix=f".{run_id}."))
+        staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700, as for files above
         try:
             yield staging
             target = self.run_dir(run_id)

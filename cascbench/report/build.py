@@ -374,6 +374,7 @@ def build_report(
                     "0.001 / 0.02 with batch size 512 / 2048 for two stages), one epoch, the "
                     "last-day split."
                 )
+                paper = None
             else:
                 rendered.append(paper_table(table, paper, options))
         cells.append(_cells(table, comparison, chosen, paper, options.digits))

@@ -314,7 +314,9 @@ def save_figure(figure: Figure, data: pd.DataFrame, folder: Path, name: str) -> 
     """Write name.png, name.pdf and the figure's data as name.csv, each atomically."""
     canvas = FigureCanvasAgg(figure)
     paths = []
-    for suffix, options in (("png", {"dpi": 150}), ("pdf", {})):
+    # No creation date in the PDF, so that the same runs give the same bytes (committed figures
+    # then change only when their content does).
+    for suffix, options in (("png", {"dpi": 150}), ("pdf", {"metadata": {"CreationDate": None}})):
         buffer = io.BytesIO()
         canvas.print_figure(buffer, format=suffix, **options)
         path = folder / f"{name}.{suffix}"

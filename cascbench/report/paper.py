@@ -103,8 +103,10 @@ def matching_numbers(
     (another setting, learning rate, batch size, more epochs or the streaming split).
     """
     numbers = paper_numbers()
+    columns = ["variant", "metric", "table", "mean", "std", "runs"]
+    none = numbers.iloc[0:0].assign(variant=pd.Series(dtype=str))[columns]
     if train.get("epochs", 1) != 1 or train.get("split", "last-day") != "last-day":
-        return numbers.iloc[0:0]
+        return none
     numbers = numbers[
         (numbers["setting"] == setting)
         & (numbers["lr"] == float(train["lr"]))
@@ -119,6 +121,4 @@ def matching_numbers(
             continue
         first_table = matches["table"].iloc[0]
         rows.append(matches[matches["table"] == first_table].assign(variant=label))
-    if not rows:
-        return numbers.iloc[0:0].assign(variant=pd.Series(dtype=str))
-    return pd.concat(rows)[["variant", "metric", "table", "mean", "std", "runs"]]
+    return pd.concat(rows)[columns] if rows else none

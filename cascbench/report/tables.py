@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -186,9 +187,16 @@ def variant_order(labels: list[str], methods: dict[str, str]) -> list[str]:
             position = (2, LAST_METHODS.index(method), "")
         else:
             position = (1, 0, method)
-        return (*position, label != method, label)
+        return (*position, label != method, _natural_key(label))
 
     return sorted(labels, key=key)
+
+
+def _natural_key(label: str) -> tuple:
+    """Numbers compared as numbers: lcron[tau=20.0] before lcron[tau=100.0], not after it.
+    Text and numbers alternate, so the tuples of two labels compare text with text."""
+    parts = re.split(r"(\d+(?:\.\d+)?(?:e[-+]?\d+)?)", label)
+    return tuple(float(part) if i % 2 else part for i, part in enumerate(parts))
 
 
 def _variant_label(row: pd.Series) -> str:
