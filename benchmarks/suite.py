@@ -225,7 +225,7 @@ def format_table(rows: list[dict[str, Any]], gpu: bool) -> str:
 
 def write_section(path: Path, kind: str, body: str) -> None:
     """Replace the `kind` section (between its markers) of `path`, or append it; atomically."""
-    from cascbench.experiment.store import atomic_write_bytes
+    from cascbench.io import atomic_write_bytes
 
     begin, end = f"<!-- suite:{kind}:begin -->", f"<!-- suite:{kind}:end -->"
     text = path.read_text() if path.exists() else "# Benchmark results (`benchmarks/suite.py`)\n"

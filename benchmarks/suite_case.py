@@ -27,6 +27,7 @@ import cascbench as cb
 from cascbench.data import CascadeData, FeatureSchema
 from cascbench.datasets import load_dataset
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
+from cascbench.experiment.runner import train_run
 from cascbench.placement import Placement
 from cascbench.train import (
     build_cascade,
@@ -34,7 +35,6 @@ from cascbench.train import (
     resolve_device,
     score,
     scorers_and_loss,
-    train_run,
     zero_gradients,
 )
 

@@ -13,6 +13,8 @@ from cascbench.method import (
 )
 from cascbench.metrics import EvalResult, evaluate
 from cascbench.settings import Group, Setting, Stage, get_setting, list_settings
+from cascbench.train import RunRecord, fit
+from cascbench.train_config import TrainConfig
 
 __version__ = "0.1.0"
 
@@ -26,11 +28,14 @@ __all__ = [
     "LossOutput",
     "Method",
     "MethodParams",
+    "RunRecord",
     "Setting",
     "Stage",
     "Targets",
+    "TrainConfig",
     "__version__",
     "evaluate",
+    "fit",
     "get_method",
     "get_setting",
     "list_methods",

@@ -14,6 +14,11 @@ import torch
 from cascbench.batch import Batch, Targets
 from cascbench.errors import CascbenchError
 
+# The canonical id fields, in array column order: the names of FeatureSchema's three field groups.
+CONTEXT_FIELDS = ("weekday", "hour", "minute", "user_id", "device_id", "gender", "age", "province")
+ITEM_FIELDS = ("video_id", "author_id", "category_level_two", "category_level_one", "upload_type")
+CANDIDATE_FIELDS = ("upload_weekday", "upload_hour", "upload_minute")
+
 
 @dataclass(frozen=True)
 class FeatureSchema:

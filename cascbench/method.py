@@ -1,9 +1,11 @@
 """The Method contract, its typed hyper-parameters, and the registry (DESIGN.md "Interfaces").
 
-A method is a torch.nn.Module holding configuration and any learnable loss weights; its loss is a
-pure function of the stage scores [T, B, N] and the Targets. Hyper-parameters are declared as a
-pydantic model (`Params`) whose defaults are the reference values, so the CLI, configs and run ids
-all see the same typed, validated values.
+A method's loss is a pure module-level function of the stage scores [T, B, N], the Targets and its
+configuration (`<name>_loss(scores, targets, setting, params, ...)` in `methods/<file>.py`); the
+Method subclass is a thin torch.nn.Module over it, holding the validated hyper-parameters and any
+learnable loss weights or constant buffers, as torchmetrics' classes are thin wrappers over its
+`functional` core. Hyper-parameters are declared as a pydantic model (`Params`) whose defaults are
+the reference values, so the CLI, configs and run ids all see the same typed, validated values.
 """
 
 from __future__ import annotations
@@ -44,9 +46,10 @@ class LossOutput:
 class Method(torch.nn.Module):
     """Base class of a cascade training method.
 
-    Subclasses set `Params` (a MethodParams subclass), may override `supports` to refuse settings
-    they cannot handle, and implement `loss(scores, targets)`. After construction `self.params`
-    holds the validated hyper-parameters, setting-dependent defaults resolved.
+    Subclasses set `Params` (a MethodParams subclass), may override `resolve_params` and the
+    stage bounds to refuse settings they cannot handle, and implement `loss`, best as one line
+    over a pure function of tensors and configuration. After construction `self.params` holds the
+    validated hyper-parameters, setting-dependent defaults resolved.
     """
 
     name: ClassVar[str] = ""
@@ -82,8 +85,16 @@ class Method(torch.nn.Module):
         where a default is None or a range depends on N, K or the quotas)."""
         return params
 
-    def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        """scores: float32 [T, B, N] (stage t's logits); targets: Targets [B, N]."""
+    def loss(self, scores: torch.Tensor, targets: Targets, step: int = 0) -> LossOutput:
+        """scores: float32 [T, B, N] (stage t's logits); targets: Targets [B, N].
+
+        step: the 0-based training step, for losses with a step-dependent schedule (rankflow's
+        alternating phases); nothing else may depend on how often `loss` was called, so that two
+        calls with the same inputs give the same result, in training and evaluation alike. The
+        training loop passes it as a keyword (`step=...`), and only to a `loss` that has a `step`
+        parameter: a method without a schedule may leave it out and write `loss(self, scores,
+        targets)`.
+        """
         raise NotImplementedError
 
 

@@ -29,8 +29,30 @@ EVALUATOR_VERSION = "1"
 #: "clean": every metric over valid candidates (the default). "release": the LCRON release's
 #: evaluation, for exact comparison with its numbers (SPEC §3): selections run over all N slots
 #: (padded ones included, scored by the model on empty features), GT = the K largest of
-#: label·mask with |GT| = K, NDCG over all N slots with the stored labels of padded slots.
+#: label·mask with |GT| = K, NDCG over all N slots with the stored labels of padded slots, and
+#: only the requests of whole test batches (`counted_requests`).
 Protocol = Literal["clean", "release"]
+
+#: The release tests in batches of its training batch size, 1024 in the paper's protocol.
+RELEASE_BATCH_SIZE = 1024
+
+
+def counted_requests(
+    n_requests: int, protocol: Protocol = "clean", batch_size: int = RELEASE_BATCH_SIZE
+) -> int:
+    """How many of a test day's first requests a protocol evaluates: all of them under "clean";
+    under "release" the last partial batch of `batch_size` requests is dropped, as the release
+    does. Raises CascbenchError when nothing would be evaluated."""
+    if protocol != "release":
+        return n_requests
+    count = n_requests // batch_size * batch_size
+    if count == 0:
+        raise CascbenchError(
+            f"the release evaluation protocol drops the last partial batch of "
+            f"batch_size={batch_size} test requests, and a test day has {n_requests}: nothing "
+            f"would be evaluated. Use a smaller --batch-size or --eval-protocol clean."
+        )
+    return count
 
 
 def ground_truth(
@@ -232,6 +254,7 @@ def evaluate(
     *,
     kendall: bool = False,
     protocol: Protocol = "clean",
+    release_batch_size: int = RELEASE_BATCH_SIZE,
     chunk_size: int = 4096,
 ) -> EvalResult:
     """Evaluate every stage's scores on B requests with the hard cascade of `setting`.
@@ -241,9 +264,13 @@ def evaluate(
     Metrics: "joint_recall", and per stage name "recall/", "ndcg/", "survival/" (and "kendall/"
     when kendall=True); with a true utility in the targets, "oracle/joint_recall" and
     "oracle/recall/<stage>" against the true top-K. protocol: "clean" or "release" (see
-    `Protocol`). Raises CascbenchError on NaN/inf scores.
+    `Protocol`); under "release" only the first `counted_requests(B, "release",
+    release_batch_size)` requests are evaluated (the release's test batch size is its training
+    batch size), and per_request holds those. Raises CascbenchError on NaN/inf scores.
     """
     _check_inputs(scores, targets, setting, protocol)
+    count = counted_requests(targets.label.shape[0], protocol, release_batch_size)
+    scores, targets = scores[:, :count], targets[:count]
     chunks: list[dict[str, torch.Tensor]] = []
     batch_size = targets.label.shape[0]
     for start in range(0, batch_size, chunk_size):

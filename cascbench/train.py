@@ -1,4 +1,6 @@
-"""One run: seed everything, train the cascade day by day, evaluate the test day(s) (SPEC §2).
+"""One run on objects: seed everything, train the cascade day by day, evaluate the test day(s)
+(SPEC §2). `fit(setting, data, method, train, seed)` is the entry point; turning an experiment's
+run config into those objects is `cascbench.experiment.runner`'s job.
 
 Every stage model has its own Adam; a method with learnable loss weights has one more. Training
 reads batches sliced from the dataset's canonical arrays with no Python loop per request or
@@ -12,25 +14,27 @@ before training on day t; its last test equals the last-day split's test.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from cascbench.batch import Batch, Targets
+from cascbench.batch import Batch
 from cascbench.data import CascadeData
 from cascbench.errors import CascbenchError, NonFiniteLossError
-from cascbench.experiment.config import RunConfig
 from cascbench.method import LossOutput, Method, get_method
-from cascbench.metrics import EvalResult, evaluate
+from cascbench.metrics import EvalResult, counted_requests, evaluate
 from cascbench.models import build_stage_model
 from cascbench.placement import DaySource, Placement
-from cascbench.settings import Setting, get_setting
+from cascbench.settings import Setting
+from cascbench.train_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ _EVAL_CHUNK_ON_CPU = 4096
 
 ProgressCallback = Callable[[int, int], None]
 Scorer = Callable[[Batch], torch.Tensor]
-LossFunction = Callable[[torch.Tensor, Targets], LossOutput]
+LossFunction = Callable[..., LossOutput]
 
 
 @dataclass
@@ -59,7 +63,6 @@ class RunRecord:
     day (metric means over that day's evaluated requests); empty for the last-day split.
     """
 
-    config: dict
     metrics: dict[str, float]
     per_request: dict[str, np.ndarray]
     request_id: np.ndarray
@@ -114,6 +117,12 @@ def scorers_and_loss(
     return scorers, torch.compile(method.loss, dynamic=True)
 
 
+def loss_takes_step(method: Method) -> bool:
+    """Whether the method's loss reads the training step (a schedule); the loop passes it as
+    `step=` then, and loss functions written as `loss(scores, targets)` keep working."""
+    return "step" in inspect.signature(method.loss).parameters
+
+
 def zero_gradients(models: torch.nn.ModuleList, method: Method) -> None:
     """Clear the gradients before a step's backward pass.
 
@@ -135,13 +144,14 @@ def score(models: torch.nn.ModuleList | list[Scorer], batch: Batch) -> torch.Ten
 class _Run:
     """What training and evaluation share: the models (or their compiled forms) and the loss."""
 
-    config: RunConfig
+    train: TrainConfig
     setting: Setting
     models: torch.nn.ModuleList
     method: Method
     optimizers: list[torch.optim.Optimizer]
     scorers: list[Scorer]
     loss: LossFunction
+    loss_takes_step: bool
     generator: torch.Generator
     total_steps: int
     progress: ProgressCallback | None
@@ -150,37 +160,54 @@ class _Run:
     step_days: list[int] = field(default_factory=list)
 
 
-def train_run(
-    config: RunConfig, data: CascadeData, progress: ProgressCallback | None = None
+def fit(
+    setting: Setting,
+    data: CascadeData,
+    method: Method | str,
+    train: TrainConfig | None = None,
+    seed: int = 0,
+    *,
+    method_params: Mapping[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> RunRecord:
-    """Train `config`'s method and evaluate it with the split `config.train.split` names."""
-    config = config.resolved()
-    setting = get_setting(config.setting)
-    device = resolve_device(config.train.device)
-    schedule = _schedule(data.days(), config.train.split, config.train.epochs)
-    placement = Placement(data, device, config.train.data_placement)
-    batch_size = config.train.batch_size
+    """Train a cascade for `setting` on `data` with `method` and evaluate it (the split and the
+    evaluation protocol are `train`'s; default: the paper's protocol).
+
+    method: a Method built for `setting`, or a registered method's name (built here with
+    `method_params`, after the stage models, so that the seed fixes both). seed: drives the
+    models' initialisation and the shuffling; the evaluator's tie-breaking is `train.eval_seed`.
+    progress(step, total_steps) is called after every training step.
+    """
+    train = train or TrainConfig()
+    if method_params and not isinstance(method, str):
+        raise CascbenchError("method_params go with a method's name, not with a built Method.")
+    device = resolve_device(train.device)
+    schedule = _schedule(data.days(), train.split, train.epochs)
+    placement = Placement(data, device, train.data_placement)
     test_counts = {
-        day: _test_count(config, placement.day_size(day))
+        day: counted_requests(placement.day_size(day), train.eval_protocol, train.batch_size)
         for kind, day in schedule
         if kind == "test"
     }  # before training: it may refuse the run
 
-    torch.manual_seed(config.seed)  # model initialisation; shuffling has its own generator
+    torch.manual_seed(seed)  # model initialisation; shuffling has its own generator
     models = build_cascade(setting, data).to(device)
-    method = get_method(config.method, setting, **config.method_params).to(device)
-    scorers, loss = scorers_and_loss(models, method, config.train.compile)
+    if isinstance(method, str):
+        method = get_method(method, setting, **(method_params or {}))
+    method = method.to(device)
+    scorers, loss = scorers_and_loss(models, method, train.compile)
     run = _Run(
-        config=config,
+        train=train,
         setting=setting,
         models=models,
         method=method,
-        optimizers=build_optimizers(models, method, config.train.lr),
+        optimizers=build_optimizers(models, method, train.lr),
         scorers=scorers,
         loss=loss,
-        generator=torch.Generator().manual_seed(config.seed),
+        loss_takes_step=loss_takes_step(method),
+        generator=torch.Generator().manual_seed(seed),
         total_steps=sum(
-            math.ceil(placement.day_size(day) / batch_size)
+            math.ceil(placement.day_size(day) / train.batch_size)
             for kind, day in schedule
             if kind == "train"
         ),
@@ -221,13 +248,12 @@ def train_run(
         **_peak_memory(device),
     }
     return RunRecord(
-        config=config.model_dump(mode="json"),
         metrics={name: _nanmean(values) for name, values in per_request.items()},
         per_request=per_request,
         request_id=torch.cat([ids for _, _, ids in results]).numpy(),
         curve=_curve(run),
         stats=stats,
-        per_day=_per_day(results) if config.train.split == "streaming" else {},
+        per_day=_per_day(results) if train.split == "streaming" else {},
     )
 
 
@@ -259,13 +285,14 @@ def _schedule(days: list[int], split: str, epochs: int) -> list[tuple[str, int]]
 def _fit_day(run: _Run, source: DaySource, day: int) -> None:
     """One pass over a day's requests in a seeded random order; no host synchronisation but the
     finiteness check every `_FINITE_CHECK_EVERY` steps."""
-    batch_size = run.config.train.batch_size
+    batch_size = run.train.batch_size
     run.models.train()
     shuffle = torch.randperm(source.n_rows, generator=run.generator)
     order = source.rows[shuffle.to(source.rows.device)]
     for start in range(0, source.n_rows, batch_size):
         batch = source.batch(order[start : start + batch_size])
-        out = run.loss(score(run.scorers, batch), batch.targets)
+        step = {"step": len(run.history)} if run.loss_takes_step else {}
+        out = run.loss(score(run.scorers, batch), batch.targets, **step)
         zero_gradients(run.models, run.method)
         out.total.backward()
         for optimizer in run.optimizers:
@@ -277,7 +304,7 @@ def _fit_day(run: _Run, source: DaySource, day: int) -> None:
         run.step_days.append(day)
         steps = len(run.history)
         if steps % _FINITE_CHECK_EVERY == 0 or steps == run.total_steps:
-            _check_finite(run.history, ["total", *run.part_names], run.config.method)
+            _check_finite(run.history, ["total", *run.part_names], run.method.name)
         if run.progress is not None:
             run.progress(steps, run.total_steps)
 
@@ -285,7 +312,7 @@ def _fit_day(run: _Run, source: DaySource, day: int) -> None:
 def _evaluate_day(run: _Run, source: DaySource, count: int) -> EvalResult:
     """Metrics of the first `count` requests of a day (SPEC §3), computed on the device."""
     rows = source.rows[:count]
-    train = run.config.train
+    train = run.train
     scores = _predict(run.models, run.scorers, source, rows, train.eval_batch_size)
     return evaluate(
         scores,
@@ -294,6 +321,7 @@ def _evaluate_day(run: _Run, source: DaySource, count: int) -> EvalResult:
         seed=train.eval_seed,
         kendall=train.kendall,
         protocol=train.eval_protocol,
+        release_batch_size=train.batch_size,
         chunk_size=_EVAL_CHUNK_ON_GPU if source.device.type == "cuda" else _EVAL_CHUNK_ON_CPU,
     )
 
@@ -333,23 +361,6 @@ def _check_finite(history: list[torch.Tensor], names: list[str], method: str) ->
         f"method {method!r}: loss term {names[term_index]!r} became "
         f"{recent[first_step, term_index].item()} at training step {step}; the run is stopped."
     )
-
-
-def _test_count(config: RunConfig, n_rows: int) -> int:
-    """How many of a test day's requests are evaluated: all of them; the release protocol drops
-    the last partial batch of batch_size requests, as the release does. Raises when nothing
-    would be evaluated."""
-    if config.train.eval_protocol != "release":
-        return n_rows
-    batch_size = config.train.batch_size
-    count = n_rows // batch_size * batch_size
-    if count == 0:
-        raise CascbenchError(
-            f"the release evaluation protocol drops the last partial batch of "
-            f"batch_size={batch_size} test requests, and a test day has {n_rows}: nothing "
-            f"would be evaluated. Use a smaller --batch-size or --eval-protocol clean."
-        )
-    return count
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from cascbench.data import CascadeData
 from cascbench.errors import CascbenchError, validate_fields
-from cascbench.experiment.config import DatasetConfig
+from cascbench.datasets.config import DatasetConfig
 from cascbench.settings import get_setting
 
 if TYPE_CHECKING:
@@ -26,6 +26,23 @@ def world_config(config: DatasetConfig) -> WorldConfig:
     preset = get_world_config(config.world)
     values = {**preset.model_dump(), **config.world_options}
     return validate_fields(f"world {config.world!r} with options", WorldConfig, values)
+
+
+def check_dataset(config: DatasetConfig) -> None:
+    """Refuse a dataset that cannot be built (unknown world or option, a RecFlow dataset without
+    a prepared cache) before any run starts."""
+    if config.kind == "synthetic":
+        world_config(config)
+        return
+    from cascbench.datasets.cache import read_manifest
+
+    if config.data_dir is None:
+        raise CascbenchError(
+            "this grid reads RecFlow, and no cache was given: prepare one with `cascbench data "
+            "prepare recflow --src RECFLOW_DIR --setting SETTING --out CACHE`, then pass "
+            "--data-dir CACHE."
+        )
+    read_manifest(config.data_dir)
 
 
 def load_dataset(config: DatasetConfig, setting_name: str) -> CascadeData:

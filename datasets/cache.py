@@ -45,7 +45,7 @@ from cascbench.datasets.recflow_schema import (
     schema_vocabulary,
 )
 from cascbench.errors import CascbenchError
-from cascbench.experiment.store import atomic_write_json
+from cascbench.io import atomic_write_json
 from cascbench.settings import Setting, get_setting
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import itertools
 
 import numpy as np
 
-from cascbench.datasets.synthetic import CANDIDATE_FIELDS, CONTEXT_FIELDS, ITEM_FIELDS
+from cascbench.data import CANDIDATE_FIELDS, CONTEXT_FIELDS, ITEM_FIELDS
 from cascbench.errors import CascbenchError, unknown_name_error
 from cascbench.settings import Setting
 

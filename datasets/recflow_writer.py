@@ -48,7 +48,7 @@ from cascbench.datasets.recflow_schema import (
 )
 from cascbench.datasets.safe_pickle import defaultdict_str, defaultdict_tuple, numpy_core
 from cascbench.errors import CascbenchError
-from cascbench.experiment.store import atomic_write_bytes
+from cascbench.io import atomic_write_bytes
 from cascbench.settings import Setting
 
 # Upload times are placed in the week starting Monday 2024-01-01 (local time).

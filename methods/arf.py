@@ -9,8 +9,6 @@ balances the two (uncertainty weighting). No term mixes stages.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from pydantic import Field
 
@@ -85,14 +83,66 @@ def arf_terms(
     return global_, relax
 
 
+def arf_loss(
+    scores: torch.Tensor,
+    targets: Targets,
+    setting: Setting,
+    params: ARFParams,
+    weights: torch.Tensor,
+) -> LossOutput:
+    """Per stage t: L_global_t / (2 w_t²) + L_relax_t + ln w_t, summed over stages (`arf_terms`).
+
+    scores: [T, B, N]; targets: Targets [B, N]; params: as resolved for the setting (k set);
+    weights: w [T], the learnable uncertainty weights. Returns parts `global/<stage>`,
+    `relax/<stage>` and `weight/<stage>` (detached).
+    """
+    return _uncertainty_weighted(scores, targets, setting, params, weights, two_sided=False)
+
+
+def arf_v2_loss(
+    scores: torch.Tensor,
+    targets: Targets,
+    setting: Setting,
+    params: ARFParams,
+    weights: torch.Tensor,
+) -> LossOutput:
+    """`arf_loss` with arf_v2's two-sided L_relax (`arf_terms(..., two_sided=True)`)."""
+    return _uncertainty_weighted(scores, targets, setting, params, weights, two_sided=True)
+
+
+def _uncertainty_weighted(
+    scores: torch.Tensor,
+    targets: Targets,
+    setting: Setting,
+    params: ARFParams,
+    weights: torch.Tensor,
+    *,
+    two_sided: bool,
+) -> LossOutput:
+    global_, relax = arf_terms(
+        scores,
+        targets,
+        quotas=setting.quotas,
+        k=params.k,
+        tau=params.tau,
+        masking=params.masking,
+        two_sided=two_sided,
+    )
+    total = (global_ / (2 * weights.square()) + relax + torch.log(weights)).sum()
+    parts = {}
+    for t, name in enumerate(setting.stage_names):
+        parts[f"global/{name}"] = global_[t]
+        parts[f"relax/{name}"] = relax[t]
+        parts[f"weight/{name}"] = weights[t].detach()
+    return LossOutput(total=total, parts=parts)
+
+
 @register_method("arf")
 class ARF(Method):
-    """Per stage t: L_global_t / (2 w_t²) + L_relax_t + ln w_t, w_t learnable (starting at 1);
-    summed over stages."""
+    """`arf_loss`; one learnable weight w_t per stage, starting at 1."""
 
     Params = ARFParams
     summary = "Per-stage NeuralSort losses: relaxed Recall@m@k plus global permutation CE, UWL."
-    two_sided: ClassVar[bool] = False
 
     def __init__(self, setting: Setting, **params: object) -> None:
         super().__init__(setting, **params)
@@ -110,29 +160,15 @@ class ARF(Method):
         return params
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        global_, relax = arf_terms(
-            scores,
-            targets,
-            quotas=self.setting.quotas,
-            k=self.params.k,
-            tau=self.params.tau,
-            masking=self.params.masking,
-            two_sided=self.two_sided,
-        )
-        w = self.weights
-        total = (global_ / (2 * w.square()) + relax + torch.log(w)).sum()
-        parts = {}
-        for t, name in enumerate(self.setting.stage_names):
-            parts[f"global/{name}"] = global_[t]
-            parts[f"relax/{name}"] = relax[t]
-            parts[f"weight/{name}"] = w[t].detach()
-        return LossOutput(total=total, parts=parts)
+        return arf_loss(scores, targets, self.setting, self.params, self.weights)
 
 
 @register_method("arf_v2")
 class ARFv2(ARF):
-    """arf with L_relax replaced by the two-sided form of lcron's L_single: up on the label top-k
-    items' share of the stage's top-m, down on the other items' share of the rest."""
+    """`arf_v2_loss`: arf with L_relax replaced by the two-sided form of lcron's L_single: up on the
+    label top-k items' share of the stage's top-m, down on the other items' share of the rest."""
 
     summary = "arf with a two-sided L_relax (label top-k into the top-m, the rest below it)."
-    two_sided: ClassVar[bool] = True
+
+    def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
+        return arf_v2_loss(scores, targets, self.setting, self.params, self.weights)

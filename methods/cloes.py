@@ -23,6 +23,7 @@ from cascbench.methods._survival import (
     positive_target,
     request_mean,
 )
+from cascbench.settings import Setting
 
 
 class CLOESParams(MethodParams):
@@ -38,11 +39,36 @@ class CLOESParams(MethodParams):
     target: Target = Field(default="topk", description=TARGET_DESCRIPTION)
 
 
+def cloes_loss(
+    scores: torch.Tensor, targets: Targets, setting: Setting, params: CLOESParams
+) -> LossOutput:
+    """L = BCE(Π_t σ(s_t), y⁺) + λ Σ_t BCE(σ(s_t), y⁺), each a mean over the valid candidates of a
+    request, then over requests.
+
+    scores: [T, B, N]; targets: Targets [B, N]. Returns parts `joint` and `stage/<stage>` (the
+    per-stage BCE, logged whatever λ).
+    """
+    scores = scores.float()
+    valid = targets.mask if params.masking == "clean" else torch.ones_like(targets.mask)
+    y = positive_target(targets, setting.k, params.target, valid)  # [B, N]
+
+    log_keep, log_drop = log_survival(F.logsigmoid(scores), F.logsigmoid(-scores))  # [B, N]
+    joint = request_mean(-(y * log_keep + (1.0 - y) * log_drop), valid)
+
+    per_item = F.binary_cross_entropy_with_logits(scores, y.expand_as(scores), reduction="none")
+    stage = request_mean(per_item, valid)  # [T]
+
+    total = joint + params.stage_weight * stage.sum()
+    parts = {"joint": joint}
+    for t, name in enumerate(setting.stage_names):
+        parts[f"stage/{name}"] = stage[t]
+    return LossOutput(total=total, parts=parts)
+
+
 @register_method("cloes")
 class CLOES(Method):
-    """L = BCE(Π_t σ(s_t), y⁺) + λ Σ_t BCE(σ(s_t), y⁺), each a mean over the valid candidates of a
-    request, then over requests (CLOES, Liu et al., KDD 2017; CLOES's cost and latency terms
-    are left out: a cascbench stage's cost is fixed by its quota).
+    """`cloes_loss` (CLOES, Liu et al., KDD 2017; CLOES's cost and latency terms are left out: a
+    cascbench stage's cost is fixed by its quota).
 
     Choices where SPEC §5.7 is silent: y⁺ is the label-matrix top-K (SPEC §4; option target),
     padded slots are ignored (option masking), λ = 0. The logs are exact for any score:
@@ -54,18 +80,4 @@ class CLOES(Method):
     summary = "Survival probability Π_t σ(s_t) trained by BCE against the ground truth."
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        scores = scores.float()
-        valid = targets.mask if self.params.masking == "clean" else torch.ones_like(targets.mask)
-        y = positive_target(targets, self.setting.k, self.params.target, valid)  # [B, N]
-
-        log_keep, log_drop = log_survival(F.logsigmoid(scores), F.logsigmoid(-scores))  # [B, N]
-        joint = request_mean(-(y * log_keep + (1.0 - y) * log_drop), valid)
-
-        per_item = F.binary_cross_entropy_with_logits(scores, y.expand_as(scores), reduction="none")
-        stage = request_mean(per_item, valid)  # [T]
-
-        total = joint + self.params.stage_weight * stage.sum()
-        parts = {"joint": joint}
-        for t, name in enumerate(self.setting.stage_names):
-            parts[f"stage/{name}"] = stage[t]
-        return LossOutput(total=total, parts=parts)
+        return cloes_loss(scores, targets, self.setting, self.params)

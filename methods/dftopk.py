@@ -7,8 +7,6 @@ halfway between the q-th and (q+1)-th largest scores: O(N) per request, no sorti
 permutation matrix. A per-stage BCE trains each stage's soft indicator towards y⁺; a joint BCE on
 the product of the indicators (the soft probability of surviving the whole cascade) trains all
 stages together; LCRON's uncertainty weighting combines them.
-
-Also home of two helpers `cloes` shares: the y⁺ target and the stable log of 1 − Π_t p_t.
 """
 
 from __future__ import annotations
@@ -62,14 +60,93 @@ class DFTopKParams(MethodParams):
     target: Target = Field(default="topk", description=TARGET_DESCRIPTION)
 
 
+def dftopk_loss(
+    scores: torch.Tensor,
+    targets: Targets,
+    setting: Setting,
+    params: DFTopKParams,
+    weights: torch.Tensor,
+    ranks: torch.Tensor | None = None,
+) -> LossOutput:
+    """L = L_joint + Σ_t (0.5 / w_t²)·L_t + Σ_t ln w_t (LCRON's UWL).
+
+    f_t(j) = σ((s_t,j − θ_t)/τ), θ_t from `dftopk_thresholds`; L_t = BCE(f_t, y⁺) per stage,
+    L_joint = BCE(Π_t f_t, y⁺), each a mean over valid candidates, then over requests.
+
+    scores: [T, B, N]; targets: Targets [B, N]; weights: w [T], the learnable uncertainty weights;
+    ranks: as in `dftopk_thresholds`. Returns parts `joint`, `stage/<stage>` and `weight/<stage>`
+    (detached).
+    """
+    scores = scores.float()
+    valid = targets.mask if params.masking == "clean" else torch.ones_like(targets.mask)
+    theta, active = dftopk_thresholds(scores, valid, setting, params, ranks)  # [T, B, 1] each
+    z = (scores - theta) / params.tau  # [T, B, N]
+    y = positive_target(targets, setting.k, params.target, valid)  # [B, N]
+
+    per_item = F.binary_cross_entropy_with_logits(z, y.expand_as(z), reduction="none")
+    stage = request_mean(per_item, valid & active)  # [T]
+
+    # f_t ≡ 1 where stage t keeps every candidate: log f_t = 0, log(1 − f_t) = "−∞"
+    log_pass = torch.where(active, F.logsigmoid(z), 0.0)
+    lowest = torch.finfo(z.dtype).min
+    log_fail = torch.where(active, F.logsigmoid(-z), lowest)
+    log_keep, log_drop = log_survival(log_pass, log_fail)  # [B, N]
+    joint_item = -(y * log_keep + (1.0 - y) * log_drop)
+    joint = request_mean(joint_item, valid & active.any(0))
+
+    total = joint + (0.5 / weights.square() * stage).sum() + torch.log(weights).sum()
+    parts = {"joint": joint}
+    for t, name in enumerate(setting.stage_names):
+        parts[f"stage/{name}"] = stage[t]
+        parts[f"weight/{name}"] = weights[t].detach()
+    return LossOutput(total=total, parts=parts)
+
+
+def dftopk_thresholds(
+    scores: torch.Tensor,
+    valid: torch.Tensor,
+    setting: Setting,
+    params: DFTopKParams,
+    ranks: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """θ_t per request and whether stage t drops anything there.
+
+    scores: [T, B, N]; valid: bool [B, N]; ranks: int64 [T], `threshold_ranks` as a tensor on the
+    scores' device (None: built at every call; the class passes its buffer). Returns θ float
+    [T, B, 1] (0 where inactive, so that no infinity enters the graph) and active bool [T, B, 1]
+    = (valid count > q_t).
+    """
+    n = scores.shape[-1]
+    rank_values = threshold_ranks(setting, params)
+    if ranks is None:
+        ranks = torch.tensor(rank_values, device=scores.device)
+    ranks = ranks.view(-1, 1, 1)  # q_t, [T, 1, 1]
+    filled = scores.masked_fill(~valid, -torch.inf)  # padded slots never reach the top
+    width = min(max(rank_values) + 1, n)  # from the Python values: no device sync
+    top = filled.topk(width, dim=-1).values  # [T, B, width], descending
+    # one −∞ column, so that the (q+1)-th exists even when q = N
+    top = torch.cat([top, top.new_full((*top.shape[:-1], 1), -torch.inf)], dim=-1)
+    index = torch.cat([ranks - 1, ranks], dim=-1).expand(-1, top.shape[1], -1)
+    pair = top.gather(-1, index)  # the q-th and (q+1)-th largest, [T, B, 2]
+    active = valid.sum(-1, keepdim=True) > ranks  # [T, B, 1]
+    theta = torch.where(active, pair.mean(-1, keepdim=True), 0.0)
+    if params.detach_threshold:
+        theta = theta.detach()
+    return theta, active
+
+
+def threshold_ranks(setting: Setting, params: DFTopKParams) -> tuple[int, ...]:
+    """The rank θ_t sits below, for every stage: q_t ('quota') or K ('k')."""
+    return setting.quotas if params.threshold_at == "quota" else (setting.k,) * setting.n_stages
+
+
 @register_method("dftopk")
 class DFTopK(Method):
-    """L = L_joint + Σ_t (0.5 / w_t²)·L_t + Σ_t ln w_t, w_t learnable, starting at 1 (LCRON's UWL).
+    """`dftopk_loss`: w_t learnable, starting at 1. Zhu et al. 2025 (arXiv 2510.11472). With T = 1,
+    L = 1.5·BCE(f_1, y⁺) at w = 1.
 
     f_t(j) = σ((s_t,j − θ_t)/τ), θ_t = ½(s_t,[q_t] + s_t,[q_t+1]) (the q_t-th and (q_t+1)-th
-    largest scores of the request's valid candidates); L_t = BCE(f_t, y⁺) per stage,
-    L_joint = BCE(Π_t f_t, y⁺), each a mean over valid candidates, then over requests.
-    Zhu et al. 2025 (arXiv 2510.11472). With T = 1, L = 1.5·BCE(f_1, y⁺) at w = 1.
+    largest scores of the request's valid candidates).
 
     Choices where SPEC §5.7 is silent (each with an option):
     - θ_t over valid candidates only; a request with ≤ q_t valid candidates passes every one of
@@ -89,56 +166,8 @@ class DFTopK(Method):
     def __init__(self, setting: Setting, **params: object) -> None:
         super().__init__(setting, **params)
         self.weights = torch.nn.Parameter(torch.ones(setting.n_stages))
-        quota = self.params.threshold_at == "quota"
-        ranks = setting.quotas if quota else (setting.k,) * setting.n_stages
-        self.register_buffer("ranks", torch.tensor(ranks), persistent=False)  # int64 [T]
-        self.max_rank = max(ranks)  # a Python int: no device sync per step
+        ranks = torch.tensor(threshold_ranks(setting, self.params))
+        self.register_buffer("ranks", ranks, persistent=False)  # int64 [T]
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        scores = scores.float()
-        valid = targets.mask if self.params.masking == "clean" else torch.ones_like(targets.mask)
-        theta, active = self.thresholds(scores, valid)  # [T, B, 1] each
-        z = (scores - theta) / self.params.tau  # [T, B, N]
-        y = positive_target(targets, self.setting.k, self.params.target, valid)  # [B, N]
-
-        per_item = F.binary_cross_entropy_with_logits(z, y.expand_as(z), reduction="none")
-        stage = request_mean(per_item, valid & active)  # [T]
-
-        # f_t ≡ 1 where stage t keeps every candidate: log f_t = 0, log(1 − f_t) = "−∞"
-        log_pass = torch.where(active, F.logsigmoid(z), 0.0)
-        lowest = torch.finfo(z.dtype).min
-        log_fail = torch.where(active, F.logsigmoid(-z), lowest)
-        log_keep, log_drop = log_survival(log_pass, log_fail)  # [B, N]
-        joint_item = -(y * log_keep + (1.0 - y) * log_drop)
-        joint = request_mean(joint_item, valid & active.any(0))
-
-        weights = self.weights
-        total = joint + (0.5 / weights.square() * stage).sum() + torch.log(weights).sum()
-        parts = {"joint": joint}
-        for t, name in enumerate(self.setting.stage_names):
-            parts[f"stage/{name}"] = stage[t]
-            parts[f"weight/{name}"] = weights[t].detach()
-        return LossOutput(total=total, parts=parts)
-
-    def thresholds(
-        self, scores: torch.Tensor, valid: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """θ_t per request and whether stage t drops anything there.
-
-        scores: [T, B, N]; valid: bool [B, N]. Returns θ float [T, B, 1] (0 where inactive, so
-        that no infinity enters the graph) and active bool [T, B, 1] = (valid count > q_t).
-        """
-        n = scores.shape[-1]
-        ranks = self.ranks.view(-1, 1, 1)  # q_t, [T, 1, 1]
-        filled = scores.masked_fill(~valid, -torch.inf)  # padded slots never reach the top
-        width = min(self.max_rank + 1, n)
-        top = filled.topk(width, dim=-1).values  # [T, B, width], descending
-        # one −∞ column, so that the (q+1)-th exists even when q = N
-        top = torch.cat([top, top.new_full((*top.shape[:-1], 1), -torch.inf)], dim=-1)
-        index = torch.cat([ranks - 1, ranks], dim=-1).expand(-1, top.shape[1], -1)
-        pair = top.gather(-1, index)  # the q-th and (q+1)-th largest, [T, B, 2]
-        active = valid.sum(-1, keepdim=True) > ranks  # [T, B, 1]
-        theta = torch.where(active, pair.mean(-1, keepdim=True), 0.0)
-        if self.params.detach_threshold:
-            theta = theta.detach()
-        return theta, active
+        return dftopk_loss(scores, targets, self.setting, self.params, self.weights, self.ranks)

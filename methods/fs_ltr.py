@@ -34,14 +34,48 @@ class FSRankNetParams(MethodParams):
     )
 
 
-@register_method("fs_ranknet")
-class FSRankNet(Method):
+def fs_ranknet_loss(
+    scores: torch.Tensor, targets: Targets, setting: Setting, params: FSRankNetParams
+) -> LossOutput:
     """Per stage t, for every group h but the last:
     Σ_b Σ_{i∈h} Σ_{j in later groups} w_ij · log(1 + e^{−(s_t,i − s_t,j)}) / normaliser(h),
     summed over h and over stages (see `masking` for w and the normaliser).
 
-    Any T ≥ 1; the setting needs at least two groups. The release's three-stage variant (m_i
-    replaced by 1, normaliser B·10·n_lower(h), 10 = the group size) is used for every T ≥ 3.
+    scores: [T, B, N]; targets: Targets [B, N]; params: as resolved for the setting (masking
+    'anchor', 'unmasked' or 'clean'). Returns parts `ranknet/<stage>`.
+    """
+    batch = scores.shape[1]
+    mask = targets.mask.to(scores.dtype)  # [B, N]
+    per_stage = scores.new_zeros(scores.shape[0])
+    start = 0
+    for group in setting.groups[:-1]:
+        end = start + group.size  # group h = slots [start, end), later groups = [end, N)
+        upper, lower = scores[..., start:end], scores[..., end:]  # [T, B, n_h], [T, B, n_lower]
+        pair = F.softplus(lower.unsqueeze(-2) - upper.unsqueeze(-1))  # [T, B, n_h, n_lower]
+        n_lower = lower.shape[-1]
+        if params.masking == "unmasked":
+            summed = pair.sum((1, 2, 3))
+            normaliser = batch * group.size * n_lower
+        elif params.masking == "anchor":
+            anchor = mask[:, start:end]  # m_i
+            summed = (pair * anchor.unsqueeze(-1)).sum((1, 2, 3))
+            normaliser = n_lower * anchor.sum()
+        else:  # clean: valid pairs only
+            valid = mask[:, start:end].unsqueeze(-1) * mask[:, end:].unsqueeze(-2)
+            summed = (pair * valid).sum((1, 2, 3))
+            normaliser = valid.sum()
+        # A batch with no valid anchor in h has a zero numerator: give 0, not 0/0.
+        per_stage = per_stage + summed / torch.as_tensor(normaliser).clamp(min=1)
+        start = end
+    parts = {f"ranknet/{name}": per_stage[t] for t, name in enumerate(setting.stage_names)}
+    return LossOutput(total=per_stage.sum(), parts=parts)
+
+
+@register_method("fs_ranknet")
+class FSRankNet(Method):
+    """`fs_ranknet_loss`. Any T ≥ 1; the setting needs at least two groups. The release's
+    three-stage variant (m_i replaced by 1, normaliser B·10·n_lower(h), 10 = the group size) is
+    used for every T ≥ 3.
     """
 
     Params = FSRankNetParams
@@ -60,31 +94,7 @@ class FSRankNet(Method):
         return params
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        batch = scores.shape[1]
-        mask = targets.mask.to(scores.dtype)  # [B, N]
-        per_stage = scores.new_zeros(scores.shape[0])
-        start = 0
-        for group in self.setting.groups[:-1]:
-            end = start + group.size  # group h = slots [start, end), later groups = [end, N)
-            upper, lower = scores[..., start:end], scores[..., end:]  # [T, B, n_h], [T, B, n_lower]
-            pair = F.softplus(lower.unsqueeze(-2) - upper.unsqueeze(-1))  # [T, B, n_h, n_lower]
-            n_lower = lower.shape[-1]
-            if self.params.masking == "unmasked":
-                summed = pair.sum((1, 2, 3))
-                normaliser = batch * group.size * n_lower
-            elif self.params.masking == "anchor":
-                anchor = mask[:, start:end]  # m_i
-                summed = (pair * anchor.unsqueeze(-1)).sum((1, 2, 3))
-                normaliser = n_lower * anchor.sum()
-            else:  # clean: valid pairs only
-                valid = mask[:, start:end].unsqueeze(-1) * mask[:, end:].unsqueeze(-2)
-                summed = (pair * valid).sum((1, 2, 3))
-                normaliser = valid.sum()
-            # A batch with no valid anchor in h has a zero numerator: give 0, not 0/0.
-            per_stage = per_stage + summed / torch.as_tensor(normaliser).clamp(min=1)
-            start = end
-        parts = {f"ranknet/{name}": per_stage[t] for t, name in enumerate(self.setting.stage_names)}
-        return LossOutput(total=per_stage.sum(), parts=parts)
+        return fs_ranknet_loss(scores, targets, self.setting, self.params)
 
 
 # ----------------------------------------------------------------------------- fs_lambdaloss
@@ -112,11 +122,29 @@ class FSLambdaLossParams(MethodParams):
     )
 
 
-@register_method("fs_lambdaloss")
-class FSLambdaLoss(Method):
+def fs_lambdaloss_loss(
+    scores: torch.Tensor, targets: Targets, setting: Setting, params: FSLambdaLossParams
+) -> LossOutput:
     """Per stage t: mean_b Σ_{i,j} w_ij · BCE-with-logits(s_t,i − s_t,j, 1[y_i > y_j]), w = the NDCG
     lambda weights of `ndcg_lambda_weights` from stage t's own ranking (no gradient); summed over
-    stages. Any T ≥ 1.
+    stages.
+
+    scores: [T, B, N]; targets: Targets [B, N]. Returns parts `lambdaloss/<stage>`.
+    """
+    label = targets.label
+    mask = targets.mask if params.masking == "clean" else None
+    weight = ndcg_lambda_weights(scores, label, params.mu, params.topn, mask)
+    logits = scores.unsqueeze(-1) - scores.unsqueeze(-2)  # [T, B, N, N]: s_i − s_j
+    target = (label.unsqueeze(-1) > label.unsqueeze(-2)).to(scores.dtype).expand_as(logits)
+    pair = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    per_stage = (weight * pair).sum((-1, -2)).mean(-1)  # [T]
+    parts = {f"lambdaloss/{name}": per_stage[t] for t, name in enumerate(setting.stage_names)}
+    return LossOutput(total=per_stage.sum(), parts=parts)
+
+
+@register_method("fs_lambdaloss")
+class FSLambdaLoss(Method):
+    """`fs_lambdaloss_loss`. Any T ≥ 1.
 
     As SPEC writes it, the sum runs over ordered pairs, so a pair with y_i > y_j counts twice, once
     as (i, j) with target 1 and once as (j, i) with target 0 (the same value).
@@ -126,14 +154,4 @@ class FSLambdaLoss(Method):
     summary = "Full-stage LambdaLoss: pairwise logistic loss with NDCG lambda weights per stage."
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        label = targets.label
-        mask = targets.mask if self.params.masking == "clean" else None
-        weight = ndcg_lambda_weights(scores, label, self.params.mu, self.params.topn, mask)
-        logits = scores.unsqueeze(-1) - scores.unsqueeze(-2)  # [T, B, N, N]: s_i − s_j
-        target = (label.unsqueeze(-1) > label.unsqueeze(-2)).to(scores.dtype).expand_as(logits)
-        pair = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-        per_stage = (weight * pair).sum((-1, -2)).mean(-1)  # [T]
-        parts = {
-            f"lambdaloss/{name}": per_stage[t] for t, name in enumerate(self.setting.stage_names)
-        }
-        return LossOutput(total=per_stage.sum(), parts=parts)
+        return fs_lambdaloss_loss(scores, targets, self.setting, self.params)

@@ -64,25 +64,93 @@ class ICCParams(MethodParams):
     )
 
 
-@register_method("icc")
-class ICC(Method):
+def icc_loss(
+    scores: torch.Tensor, targets: Targets, setting: Setting, params: ICCParams
+) -> LossOutput:
     """I_t = sigmoid((s_t − κ_t)/σ), κ_t = the c_t-th largest s_t (no detach: κ passes gradient to the
-    item at rank c_t); G = Σ_t w_t s_t; loss = Σ over pairs i < j in slot order of
+    item at rank c_t); G = Σ_t w_t s_t (`fused_score`); loss = Σ over pairs i < j in slot order of
     BCE-with-logits(G_i − G_j, 1[ℓ_i > ℓ_j]) / (B·N²), summed over the batch.
 
-    Any T ≥ 1. The release gives G for two stages, (1 − I_1)s_1 + I_1 I_2 s_2, and three,
-    (1 − I_1)s_1 + 2 I_1(1 − I_2)s_2 + 4 I_1 I_2 I_3 s_3; for other T the reference takes the
-    common form: stage t < T is weighted b^{t−1}(Π_{i<t} I_i)(1 − I_t), the last stage
+    scores: [T, B, N]; targets: Targets [B, N]; c_t from `icc_cutoffs`. Returns one part, `icc`.
+    """
+    clean = params.masking == "clean"
+    mask = targets.mask if clean else None
+    passing = torch.stack(
+        [
+            torch.sigmoid((scores[t] - _kth_largest(scores[t], c, mask)) / params.sigma)
+            for t, c in enumerate(icc_cutoffs(setting, params.cutoffs))
+        ]
+    )  # I: [T, B, N]
+    fused = fused_score(scores, passing, params.exit_weights)  # G: [B, N]
+
+    label = targets.label
+    n = label.shape[-1]
+    logits = fused.unsqueeze(-1) - fused.unsqueeze(-2)  # [B, N, N]: G_i − G_j
+    target = (label.unsqueeze(-1) > label.unsqueeze(-2)).to(fused.dtype)
+    pair = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+
+    weight = torch.ones(n, n, dtype=torch.bool, device=fused.device).triu(1)  # i < j
+    if params.skip_ties:
+        weight = weight & (label.unsqueeze(-1) != label.unsqueeze(-2))
+    if clean:
+        weight = weight & (mask.unsqueeze(-1) & mask.unsqueeze(-2))
+    weight = weight.to(fused.dtype)
+    if params.lambdarank:
+        weight = weight * ndcg_lambda_weights(fused, label, mu=1.0, topn=n, mask=mask)
+
+    if clean:  # N² of every request, counting valid items only
+        normaliser = targets.mask.sum(-1).to(fused.dtype).square().sum().clamp(min=1)
+    else:
+        normaliser = label.shape[0] * n * n
+    total = (pair * weight).sum() / normaliser
+    return LossOutput(total=total, parts={"icc": total})
+
+
+def fused_score(
+    scores: torch.Tensor,
+    passing: torch.Tensor,
+    exit_weights: Literal["reference", "paper"] = "reference",
+) -> torch.Tensor:
+    """G [B, N] from scores and indicators I, both [T, B, N] (see `ICC` and
+    `ICCParams.exit_weights`)."""
+    n_stages = scores.shape[0]
+    paper = exit_weights == "paper"
+    base = 2.0 if n_stages >= 3 and not paper else 1.0
+    reached = torch.ones_like(scores[0])  # Π_{i<t} I_i
+    fused = torch.zeros_like(scores[0])
+    for t in range(n_stages):
+        # Stage t < T: the item leaves the cascade here. The last stage: the release gates it
+        # by its own I_T, the paper sets I_T = 0.
+        last_gate = 1.0 if paper else passing[t]
+        gate = last_gate if t == n_stages - 1 else 1.0 - passing[t]
+        fused = fused + base**t * reached * gate * scores[t]
+        reached = reached * passing[t]
+    return fused
+
+
+def icc_cutoffs(setting: Setting, cutoffs: str | tuple[int, ...]) -> tuple[int, ...]:
+    """c_t for every stage (see ICCParams.cutoffs)."""
+    if isinstance(cutoffs, tuple):
+        return cutoffs
+    quotas = setting.quotas
+    if cutoffs == "quotas":
+        return quotas
+    if setting.n_stages == 1:
+        return (setting.n_candidates,)  # q_0 = N: everything reaches the only stage
+    return (*quotas[:-1], quotas[-2])
+
+
+@register_method("icc")
+class ICC(Method):
+    """`icc_loss`. Any T ≥ 1. The release gives G for two stages, (1 − I_1)s_1 + I_1 I_2 s_2, and
+    three, (1 − I_1)s_1 + 2 I_1(1 − I_2)s_2 + 4 I_1 I_2 I_3 s_3; for other T the reference takes
+    the common form: stage t < T is weighted b^{t−1}(Π_{i<t} I_i)(1 − I_t), the last stage
     b^{T−1}Π_{i≤T} I_i (gated by its own indicator), with b = 2 for T ≥ 3 (as for three stages) and
     b = 1 for T ≤ 2 (as for two; one stage: G = I_1 s_1).
     """
 
     Params = ICCParams
     summary = "ICC: pairwise logistic loss on a fused score that credits each item's exit stage."
-
-    def __init__(self, setting: Setting, **params: object) -> None:
-        super().__init__(setting, **params)
-        self.cutoffs = _cutoffs(setting, self.params.cutoffs)
 
     @classmethod
     def resolve_params(cls, setting: Setting, params: MethodParams) -> MethodParams:
@@ -96,66 +164,13 @@ class ICC(Method):
                 )
         return params
 
+    @property
+    def cutoffs(self) -> tuple[int, ...]:
+        """c_t for every stage (`icc_cutoffs`)."""
+        return icc_cutoffs(self.setting, self.params.cutoffs)
+
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        clean = self.params.masking == "clean"
-        mask = targets.mask if clean else None
-        passing = torch.stack(
-            [
-                torch.sigmoid((scores[t] - _kth_largest(scores[t], c, mask)) / self.params.sigma)
-                for t, c in enumerate(self.cutoffs)
-            ]
-        )  # I: [T, B, N]
-        fused = self._fuse(scores, passing)  # G: [B, N]
-
-        label = targets.label
-        n = label.shape[-1]
-        logits = fused.unsqueeze(-1) - fused.unsqueeze(-2)  # [B, N, N]: G_i − G_j
-        target = (label.unsqueeze(-1) > label.unsqueeze(-2)).to(fused.dtype)
-        pair = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-
-        weight = torch.ones(n, n, dtype=torch.bool, device=fused.device).triu(1)  # i < j
-        if self.params.skip_ties:
-            weight = weight & (label.unsqueeze(-1) != label.unsqueeze(-2))
-        if clean:
-            weight = weight & (mask.unsqueeze(-1) & mask.unsqueeze(-2))
-        weight = weight.to(fused.dtype)
-        if self.params.lambdarank:
-            weight = weight * ndcg_lambda_weights(fused, label, mu=1.0, topn=n, mask=mask)
-
-        if clean:  # N² of every request, counting valid items only
-            normaliser = targets.mask.sum(-1).to(fused.dtype).square().sum().clamp(min=1)
-        else:
-            normaliser = label.shape[0] * n * n
-        total = (pair * weight).sum() / normaliser
-        return LossOutput(total=total, parts={"icc": total})
-
-    def _fuse(self, scores: torch.Tensor, passing: torch.Tensor) -> torch.Tensor:
-        """G [B, N] from scores and indicators I, both [T, B, N] (see the class docstring)."""
-        n_stages = scores.shape[0]
-        paper = self.params.exit_weights == "paper"
-        base = 2.0 if n_stages >= 3 and not paper else 1.0
-        reached = torch.ones_like(scores[0])  # Π_{i<t} I_i
-        fused = torch.zeros_like(scores[0])
-        for t in range(n_stages):
-            # Stage t < T: the item leaves the cascade here. The last stage: the release gates it
-            # by its own I_T, the paper sets I_T = 0.
-            last_gate = 1.0 if paper else passing[t]
-            gate = last_gate if t == n_stages - 1 else 1.0 - passing[t]
-            fused = fused + base**t * reached * gate * scores[t]
-            reached = reached * passing[t]
-        return fused
-
-
-def _cutoffs(setting: Setting, cutoffs: str | tuple[int, ...]) -> tuple[int, ...]:
-    """c_t for every stage (see ICCParams.cutoffs)."""
-    if isinstance(cutoffs, tuple):
-        return cutoffs
-    quotas = setting.quotas
-    if cutoffs == "quotas":
-        return quotas
-    if setting.n_stages == 1:
-        return (setting.n_candidates,)  # q_0 = N: everything reaches the only stage
-    return (*quotas[:-1], quotas[-2])
+        return icc_loss(scores, targets, self.setting, self.params)
 
 
 def _kth_largest(scores: torch.Tensor, k: int, mask: torch.Tensor | None) -> torch.Tensor:

@@ -68,9 +68,74 @@ class LCRONParams(MethodParams):
     masking: Masking = Field(default="reference", description=MASKING_DESCRIPTION)
 
 
+def lcron_loss(
+    scores: torch.Tensor,
+    targets: Targets,
+    setting: Setting,
+    params: LCRONParams,
+    weights: torch.Tensor | None,
+) -> LossOutput:
+    """L = L_e2e + Σ_t (0.5 / w_t²)·L_single_t + Σ_t ln w_t (reference; see `weighting`,
+    `fixed_weight` and the ablations for the other forms).
+
+    scores: [T, B, N]; targets: Targets [B, N]; params: as resolved for the setting (label_matrix
+    set); weights: the learnable w, [T] (or [T + 1], L_e2e's first, with weighting='uwl_eq13'
+    and L_e2e kept), None when nothing is learned (fixed_weight or no_single). Returns parts `e2e`,
+    `single/<stage>` and `weight/<e2e or stage>` (detached), each where present.
+    """
+    k, names, p = setting.k, setting.stage_names, params
+    # Only masses of P̂ are used: the reference's p⊗p mask is applied to them, not to P̂.
+    perm = relaxed_sort(scores, p.tau, targets.mask, p.masking, p.sort, apply_mask=False)
+    keep = item_weight(targets.mask, p.masking)  # m_j: [B, N]
+    perm_keep = keep if p.masking == "reference" else None  # clean P̂ is masked already
+    target = target_matrix(targets.label, targets.mask, p.masking, p.label_matrix)  # [B, N, N]
+    positive, below_k = top_bottom_mass(target, k)  # y⁺_j and Σ_{r>K} Y[r, j]
+    top, bottom = normalised_top_bottom(perm, k, perm_keep)  # top_t(j, K), bot_t(j, K)
+    parts: dict[str, torch.Tensor] = {}
+    if not p.no_e2e:
+        if p.k_e2e == "quotas":
+            quotas = torch.tensor(setting.quotas).unsqueeze(-1)  # [T, 1]
+            parts["e2e"] = _e2e(
+                *normalised_top_bottom(perm, quotas, perm_keep), positive, p.masking, keep
+            )
+        else:
+            parts["e2e"] = _e2e(top, bottom, positive, p.masking, keep)
+    if not p.no_single:
+        single = -(torch.log(top + EPS) * positive * keep).mean(-1) - (
+            torch.log(bottom + EPS) * below_k * keep
+        ).mean(-1)  # [T, B]
+        enough = (targets.mask.sum(-1) > k).float()  # zero for requests with ≤ K items
+        single = (single * enough).mean(-1)  # [T]
+        parts.update({f"single/{name}": single[t] for t, name in enumerate(names)})
+    total = _combine(parts, p, weights)
+    if weights is not None:
+        labels = (["e2e"] if len(weights) > len(names) else []) + list(names)
+        parts.update({f"weight/{n}": w.detach() for n, w in zip(labels, weights, strict=True)})
+    return LossOutput(total=total, parts=parts)
+
+
+def _combine(
+    parts: dict[str, torch.Tensor], params: LCRONParams, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """The total from the terms, as `weighting` or `fixed_weight` says."""
+    e2e = parts.get("e2e")
+    singles = [v for name, v in parts.items() if name.startswith("single/")]
+    if not singles:
+        return e2e
+    single = torch.stack(singles)
+    if params.fixed_weight is not None:
+        return (e2e if e2e is not None else 0.0) + params.fixed_weight * single.sum()
+    if params.weighting == "uwl_eq13":
+        terms = single if e2e is None else torch.cat([e2e.view(1), single])
+        regulariser = torch.log(weights).sum() / math.log(2.0)  # log2 Π w
+        return (0.5 / weights.square() * terms).sum() + regulariser
+    weighted = (0.5 / weights.square() * single).sum() + torch.log(weights).sum()
+    return weighted if e2e is None else e2e + weighted
+
+
 @register_method("lcron")
 class LCRON(Method):
-    """L = L_e2e + Σ_t (0.5 / w_t²)·L_single_t + Σ_t ln w_t, w_t learnable, starting at 1 (reference).
+    """`lcron_loss`; the weights w are learnable, starting at 1 (reference).
 
     Works for any number of stages; with one stage L_e2e and L_single measure the same event.
     """
@@ -107,52 +172,7 @@ class LCRON(Method):
         return params
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        k, names, p = self.setting.k, self.setting.stage_names, self.params
-        # Only masses of P̂ are used: the reference's p⊗p mask is applied to them, not to P̂.
-        perm = relaxed_sort(scores, p.tau, targets.mask, p.masking, p.sort, apply_mask=False)
-        keep = item_weight(targets.mask, p.masking)  # m_j: [B, N]
-        perm_keep = keep if p.masking == "reference" else None  # clean P̂ is masked already
-        target = target_matrix(targets.label, targets.mask, p.masking, p.label_matrix)  # [B, N, N]
-        positive, below_k = top_bottom_mass(target, k)  # y⁺_j and Σ_{r>K} Y[r, j]
-        top, bottom = normalised_top_bottom(perm, k, perm_keep)  # top_t(j, K), bot_t(j, K)
-        parts: dict[str, torch.Tensor] = {}
-        if not p.no_e2e:
-            if p.k_e2e == "quotas":
-                quotas = torch.tensor(self.setting.quotas).unsqueeze(-1)  # [T, 1]
-                parts["e2e"] = _e2e(
-                    *normalised_top_bottom(perm, quotas, perm_keep), positive, p.masking, keep
-                )
-            else:
-                parts["e2e"] = _e2e(top, bottom, positive, p.masking, keep)
-        if not p.no_single:
-            single = -(torch.log(top + EPS) * positive * keep).mean(-1) - (
-                torch.log(bottom + EPS) * below_k * keep
-            ).mean(-1)  # [T, B]
-            enough = (targets.mask.sum(-1) > k).float()  # zero for requests with ≤ K items
-            single = (single * enough).mean(-1)  # [T]
-            parts.update({f"single/{name}": single[t] for t, name in enumerate(names)})
-        total = self._combine(parts)
-        if self.weights is not None:
-            labels = (["e2e"] if len(self.weights) > len(names) else []) + list(names)
-            parts.update(
-                {f"weight/{n}": w.detach() for n, w in zip(labels, self.weights, strict=True)}
-            )
-        return LossOutput(total=total, parts=parts)
-
-    def _combine(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
-        e2e = parts.get("e2e")
-        singles = [v for name, v in parts.items() if name.startswith("single/")]
-        if not singles:
-            return e2e
-        single = torch.stack(singles)
-        if self.params.fixed_weight is not None:
-            return (e2e if e2e is not None else 0.0) + self.params.fixed_weight * single.sum()
-        if self.params.weighting == "uwl_eq13":
-            terms = single if e2e is None else torch.cat([e2e.view(1), single])
-            regulariser = torch.log(self.weights).sum() / math.log(2.0)  # log2 Π w
-            return (0.5 / self.weights.square() * terms).sum() + regulariser
-        weighted = (0.5 / self.weights.square() * single).sum() + torch.log(self.weights).sum()
-        return weighted if e2e is None else e2e + weighted
+        return lcron_loss(scores, targets, self.setting, self.params, self.weights)
 
 
 def _e2e(

@@ -59,18 +59,83 @@ class RankFlowParams(MethodParams):
     phase_steps: int = Field(default=100, ge=1, description="Phase length of 'alternating'.")
 
 
+def rankflow_loss(
+    scores: torch.Tensor,
+    targets: Targets,
+    setting: Setting,
+    params: RankFlowParams,
+    step: int = 0,
+) -> LossOutput:
+    """RankFlow's joint loss: for T stages, BCE of stage t on T_{t−1} and distillation of stage t
+    towards sg(s_{t+1}) on T_t, weighted by the schedule's factors at `step` (`schedule_factors`).
+    With one stage it is plain BCE.
+
+    scores: [T, B, N]; targets: Targets [B, N]; params: as resolved for the setting; step: the
+    0-based training step (read by schedule='alternating' only). Returns parts `bce/<stage>` for
+    every stage and `distill_mse/<stage>`, `distill_topk/<stage>` for every stage but the last.
+    """
+    names, quotas = setting.stage_names, setting.quotas
+    clean = params.masking == "clean"
+    target = ground_truth_indicator(targets)
+    valid = targets.mask if clean else torch.ones_like(targets.mask)
+    mse_weight, topk_weight = distillation_weights(setting, params)
+    bce_factor, distill_factor = schedule_factors(params, step)
+    parts = {f"bce/{names[0]}": _mean(_bce(scores[0], target), valid)}
+    total = bce_factor * parts[f"bce/{names[0]}"]
+    inflow = None  # indices [B, q] of the items stage t sees; None = all candidates
+    for t in range(setting.n_stages - 1):
+        current = gather_last(scores[t], inflow).detach()
+        current = current.masked_fill(~gather_last(valid, inflow), -torch.inf)
+        chosen = current.topk(quotas[t], dim=-1).indices
+        inflow = chosen if inflow is None else inflow.gather(-1, chosen)  # T_t
+        s_t, s_next = scores[t].gather(-1, inflow), scores[t + 1].gather(-1, inflow)
+        kept = valid.gather(-1, inflow)
+        bce = _mean(_bce(s_next, target.gather(-1, inflow)), kept)
+        mse = _mean((s_t - s_next.detach()).square(), kept)
+        topk = _topk_distillation(s_t, s_next.detach(), _topk_size(setting, params, t), kept)
+        parts[f"bce/{names[t + 1]}"] = bce
+        parts[f"distill_mse/{names[t]}"] = mse
+        parts[f"distill_topk/{names[t]}"] = topk
+        total = total + bce_factor * bce
+        total = total + distill_factor * (mse_weight * mse + topk_weight * topk)
+    return LossOutput(total=total, parts=parts)
+
+
+def distillation_weights(setting: Setting, params: RankFlowParams) -> tuple[float, float]:
+    """(MSE weight, top-k weight) of every distillation pair."""
+    if params.alpha is not None:
+        return 1.0 - params.alpha, params.alpha
+    return (1.0, 0.0) if setting.n_stages == 2 else (1.0, 1.0)
+
+
+def schedule_factors(params: RankFlowParams, step: int) -> tuple[float, float]:
+    """(BCE factor, distillation factor) at the 0-based training step `step`.
+
+    'joint': (1, 1) at every step. 'alternating': (1, 0) for the first `warmup_steps` steps, then
+    phases of `phase_steps` steps, self-learning (1, 0) first, successor-guided (0, 1) second,
+    and so on in turn.
+    """
+    if params.schedule == "joint":
+        return 1.0, 1.0
+    if step < params.warmup_steps:
+        return 1.0, 0.0
+    guided = ((step - params.warmup_steps) // params.phase_steps) % 2 == 1
+    return (0.0, 1.0) if guided else (1.0, 0.0)
+
+
+def _topk_size(setting: Setting, params: RankFlowParams, t: int) -> int:
+    """|P| of the top-k distillation term of stage pair (t, t+1)."""
+    if params.topk_size is not None:
+        return params.topk_size
+    return setting.k if setting.n_stages == 2 else setting.quotas[t + 1]
+
+
 @register_method("rankflow")
 class RankFlow(Method):
-    """RankFlow's joint training; for T stages, BCE of stage t on T_{t−1} and distillation of
-    stage t towards sg(s_{t+1}) on T_t. With one stage it is plain BCE."""
+    """`rankflow_loss`; the alternating schedule reads the training step, passed in."""
 
     Params = RankFlowParams
     summary = "BCE on each stage's inflow plus distillation of stage t from stage t+1 (MSE, top-k)."
-
-    def __init__(self, setting: Setting, **params: object) -> None:
-        super().__init__(setting, **params)
-        # Training steps seen, for the alternating schedule; saved with the method's state.
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     @classmethod
     def resolve_params(cls, setting: Setting, params: MethodParams) -> MethodParams:
@@ -83,55 +148,8 @@ class RankFlow(Method):
                     )
         return params
 
-    def _weights(self) -> tuple[float, float]:
-        """(MSE weight, top-k weight) of every distillation pair."""
-        if self.params.alpha is not None:
-            return 1.0 - self.params.alpha, self.params.alpha
-        return (1.0, 0.0) if self.setting.n_stages == 2 else (1.0, 1.0)
-
-    def _topk_size(self, t: int) -> int:
-        if self.params.topk_size is not None:
-            return self.params.topk_size
-        return self.setting.k if self.setting.n_stages == 2 else self.setting.quotas[t + 1]
-
-    def _phase_weights(self) -> tuple[float, float]:
-        """(BCE factor, distillation factor) of this step under the schedule."""
-        if self.params.schedule == "joint":
-            return 1.0, 1.0
-        step = int(self.steps)
-        if self.training:
-            self.steps += 1
-        if step < self.params.warmup_steps:
-            return 1.0, 0.0
-        guided = ((step - self.params.warmup_steps) // self.params.phase_steps) % 2 == 1
-        return (0.0, 1.0) if guided else (1.0, 0.0)
-
-    def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        names, quotas = self.setting.stage_names, self.setting.quotas
-        clean = self.params.masking == "clean"
-        target = ground_truth_indicator(targets)
-        valid = targets.mask if clean else torch.ones_like(targets.mask)
-        mse_weight, topk_weight = self._weights()
-        bce_factor, distill_factor = self._phase_weights()
-        parts = {f"bce/{names[0]}": _mean(_bce(scores[0], target), valid)}
-        total = bce_factor * parts[f"bce/{names[0]}"]
-        inflow = None  # indices [B, q] of the items stage t sees; None = all candidates
-        for t in range(self.setting.n_stages - 1):
-            current = gather_last(scores[t], inflow).detach()
-            current = current.masked_fill(~gather_last(valid, inflow), -torch.inf)
-            chosen = current.topk(quotas[t], dim=-1).indices
-            inflow = chosen if inflow is None else inflow.gather(-1, chosen)  # T_t
-            s_t, s_next = scores[t].gather(-1, inflow), scores[t + 1].gather(-1, inflow)
-            kept = valid.gather(-1, inflow)
-            bce = _mean(_bce(s_next, target.gather(-1, inflow)), kept)
-            mse = _mean((s_t - s_next.detach()).square(), kept)
-            topk = _topk_distillation(s_t, s_next.detach(), self._topk_size(t), kept)
-            parts[f"bce/{names[t + 1]}"] = bce
-            parts[f"distill_mse/{names[t]}"] = mse
-            parts[f"distill_topk/{names[t]}"] = topk
-            total = total + bce_factor * bce
-            total = total + distill_factor * (mse_weight * mse + topk_weight * topk)
-        return LossOutput(total=total, parts=parts)
+    def loss(self, scores: torch.Tensor, targets: Targets, step: int = 0) -> LossOutput:
+        return rankflow_loss(scores, targets, self.setting, self.params, step)
 
 
 def _bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

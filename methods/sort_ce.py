@@ -8,8 +8,6 @@ matrix Y, summed over stages. No learnable weights; no term mixes stages.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from pydantic import Field
 
@@ -23,6 +21,7 @@ from cascbench.methods._relaxed import (
     relaxed_sort,
     target_matrix,
 )
+from cascbench.settings import Setting
 
 
 class SortCEParams(MethodParams):
@@ -47,27 +46,47 @@ def sort_cross_entropy(
     return -(target * torch.log(perm + EPS)).sum(-1).mean((-2, -1))
 
 
-class _SortCE(Method):
-    """Σ_t CE(P̂_t, Y): one sorting operator, the same loss for every stage."""
+def neuralsort_ce_loss(
+    scores: torch.Tensor, targets: Targets, setting: Setting, params: SortCEParams
+) -> LossOutput:
+    """Σ_t CE(P̂_t, Y) with NeuralSort (`sort_cross_entropy`). scores: [T, B, N]; targets:
+    Targets [B, N]. Returns parts `ce/<stage>`."""
+    return _per_stage_ce(scores, targets, setting, params, "neuralsort")
 
-    Params = SortCEParams
-    sort: ClassVar[Sort]
 
-    def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
-        ce = sort_cross_entropy(
-            scores, targets, tau=self.params.tau, sort=self.sort, masking=self.params.masking
-        )
-        parts = {f"ce/{name}": ce[t] for t, name in enumerate(self.setting.stage_names)}
-        return LossOutput(total=ce.sum(), parts=parts)
+def softsort_ce_loss(
+    scores: torch.Tensor, targets: Targets, setting: Setting, params: SortCEParams
+) -> LossOutput:
+    """Σ_t CE(P̂_t, Y) with SoftSort (`sort_cross_entropy`). scores: [T, B, N]; targets:
+    Targets [B, N]. Returns parts `ce/<stage>`."""
+    return _per_stage_ce(scores, targets, setting, params, "softsort")
+
+
+def _per_stage_ce(
+    scores: torch.Tensor, targets: Targets, setting: Setting, params: SortCEParams, sort: Sort
+) -> LossOutput:
+    ce = sort_cross_entropy(scores, targets, tau=params.tau, sort=sort, masking=params.masking)
+    parts = {f"ce/{name}": ce[t] for t, name in enumerate(setting.stage_names)}
+    return LossOutput(total=ce.sum(), parts=parts)
 
 
 @register_method("neuralsort_ce")
-class NeuralSortCE(_SortCE):
+class NeuralSortCE(Method):
+    """`neuralsort_ce_loss`: one sorting operator, the same loss for every stage."""
+
+    Params = SortCEParams
     summary = "Per-stage cross-entropy between the NeuralSort matrix and the label permutation."
-    sort = "neuralsort"
+
+    def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
+        return neuralsort_ce_loss(scores, targets, self.setting, self.params)
 
 
 @register_method("softsort_ce")
-class SoftSortCE(_SortCE):
+class SoftSortCE(Method):
+    """`softsort_ce_loss`: one sorting operator, the same loss for every stage."""
+
+    Params = SortCEParams
     summary = "Per-stage cross-entropy between the SoftSort matrix and the label permutation."
-    sort = "softsort"
+
+    def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
+        return softsort_ce_loss(scores, targets, self.setting, self.params)

@@ -26,23 +26,17 @@ def _run(job: tuple[str, dict, int, str, int]) -> dict:
 
     torch.set_num_threads(threads)
     from cascbench.datasets import load_dataset
-    from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
+    from cascbench.datasets.config import DatasetConfig
     from cascbench.metrics import ground_truth
     from cascbench.settings import get_setting
-    from cascbench.train import train_run
+    from cascbench.train import fit
+    from cascbench.train_config import TrainConfig
 
     dataset = DatasetConfig(world=base, world_options=options)
     data = load_dataset(dataset, setting_name)
-    config = RunConfig(
-        setting=setting_name,
-        dataset=dataset,
-        method="bce",
-        train=TrainConfig(device="cpu"),
-        seed=seed,
-    )
-    record = train_run(config, data)
-    # Agreement of the logged last stage (group 0) with the true top-K among the candidates.
     setting = get_setting(setting_name)
+    record = fit(setting, data, "bce", TrainConfig(device="cpu"), seed)
+    # Agreement of the logged last stage (group 0) with the true top-K among the candidates.
     test = data.rows_of_days([data.days()[-1]])
     targets = data.targets(test)
     priority = torch.zeros_like(targets.utility)

@@ -12,15 +12,20 @@ import numpy as np
 
 from cascbench.experiment.config import RunConfig
 from cascbench.experiment.executors import RunOutcome
+from cascbench.experiment.plan import PlannedRun, plan_runs
 from cascbench.train import RunRecord
 
 #: seed -> what the stand-in task does with a run of that seed.
 BEHAVIOUR_BY_SEED = {0: "succeed", 1: "raise", 2: "crash", 3: "hang"}
 
 
-def fake_record(config: RunConfig, value: float) -> RunRecord:
+def planned(configs: list[RunConfig]) -> list[PlannedRun]:
+    """The configs as a grid's planned runs, resolved as the planner resolves them."""
+    return plan_runs([config.resolved() for config in configs])[0]
+
+
+def fake_record(value: float) -> RunRecord:
     return RunRecord(
-        config=config.model_dump(mode="json"),
         metrics={"joint_recall": value},
         per_request={"joint_recall": np.full(4, value, dtype=np.float32)},
         request_id=np.arange(4),
@@ -44,7 +49,7 @@ def behaving_task(run_id: str, config_json: str, progress) -> RunOutcome:
     if behaviour == "hang":
         time.sleep(600)
     progress(2, 2)
-    return RunOutcome(run_id, record=fake_record(config, 0.5), environment=environment_probe())
+    return RunOutcome(run_id, record=fake_record(0.5), environment=environment_probe())
 
 
 def environment_probe() -> dict:

@@ -10,13 +10,8 @@ import numpy as np
 import pandas as pd
 
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
-from cascbench.experiment.store import (
-    DONE,
-    ResultStore,
-    atomic_write_bytes,
-    atomic_write_json,
-    atomic_write_parquet,
-)
+from cascbench.experiment.store import DONE, ResultStore
+from cascbench.io import atomic_write_bytes, atomic_write_json, atomic_write_parquet
 
 TWO_STAGE_METRICS = (
     "joint_recall",

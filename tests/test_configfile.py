@@ -5,23 +5,29 @@ import itertools
 import pytest
 
 from cascbench.errors import CascbenchError
-from cascbench.experiment.config import DatasetConfig, TrainConfig
+from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.configfile import (
     list_presets,
     load_document,
-    plan_experiment,
+    parse_seeds,
     preset_document,
     set_value,
     validate_experiment,
 )
-from cascbench.experiment.grid import expand_grid, parse_seeds, plan_runs
+from cascbench.experiment.plan import plan_experiment
 
 SOURCE = "config file grid.yaml"
 TINY = {"world": "tiny"}
 
 
-def plan(document):
+def plan_with_duplicates(document):
+    """(planned runs, duplicates merged)."""
     return plan_experiment(validate_experiment(document, SOURCE), SOURCE)
+
+
+def plan(document):
+    """The resolved configs of the planned runs."""
+    return [run.config for run in plan_with_duplicates(document)[0]]
 
 
 def refused(document, *fragments):
@@ -97,7 +103,7 @@ def test_grid_expansion_is_the_product_and_method_keys_multiply_only_that_method
     lcron = itertools.product(["lcron"], [False, True], [20.0, 100.0], [0.01, 0.02], [0, 1])
     bce = itertools.product(["bce"], [None], [None], [0.01, 0.02], [0, 1])
     assert got == sorted([*lcron, *bce])
-    runs, duplicates = plan_runs(configs)
+    runs, duplicates = plan_with_duplicates(document)
     assert len(runs) == 20 and duplicates == 0
 
 
@@ -122,8 +128,8 @@ def test_dataset_world_options_and_settings_can_be_swept():
 
 
 def test_the_same_run_spelled_twice_is_planned_once():
-    configs = plan({"dataset": TINY, "methods": ["lcron", {"lcron": {"tau": 50}}], "seeds": "0-1"})
-    runs, duplicates = plan_runs(configs)
+    document = {"dataset": TINY, "methods": ["lcron", {"lcron": {"tau": 50}}], "seeds": "0-1"}
+    runs, duplicates = plan_with_duplicates(document)
     assert len(runs) == 2 and duplicates == 2
 
 
@@ -166,18 +172,20 @@ def test_every_preset_is_valid_and_the_demo_preset_is_make_demo():
             continue  # they need a prepared cache: tests/test_paper_presets.py
         source = f"preset {name!r}"
         plan_experiment(validate_experiment(preset_document(name), source), source)
-    demo = plan_experiment(validate_experiment(preset_document("demo"), "demo"), "demo")
-    make_demo = expand_grid(  # the flags that recorded results/demo.md
-        ["lcron", "rankflow", "bce"],
-        parse_seeds("0-2"),
-        "recflow-2stage",
-        DatasetConfig(world="small"),
-        TrainConfig(device="cpu"),
-    )
-    assert [c.run_id() for c in demo] == [c.run_id() for c in make_demo]
-    sweep, _ = plan_runs(
-        plan_experiment(validate_experiment(preset_document("tiny-sweep"), "s"), "s")
-    )
+    demo, _ = plan_experiment(validate_experiment(preset_document("demo"), "demo"), "demo")
+    make_demo = [  # the flags that recorded results/demo.md
+        RunConfig(
+            setting="recflow-2stage",
+            dataset=DatasetConfig(world="small"),
+            method=method,
+            train=TrainConfig(device="cpu"),
+            seed=seed,
+        )
+        for method in ["lcron", "rankflow", "bce"]
+        for seed in parse_seeds("0-2")
+    ]
+    assert [r.run_id for r in demo] == [c.run_id() for c in make_demo]
+    sweep, _ = plan_experiment(validate_experiment(preset_document("tiny-sweep"), "s"), "s")
     assert len(sweep) == 18
     assert {r.config.dataset.world for r in sweep} == {"tiny"}
     assert {(r.config.method, r.config.train.lr) for r in sweep} == set(

@@ -8,6 +8,7 @@ import torch
 import cascbench as cb
 from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
+from cascbench.methods.dftopk import dftopk_thresholds
 from helpers import random_targets, six_setting, tiny_setting
 
 
@@ -136,12 +137,13 @@ def test_threshold_is_the_midpoint_of_the_valid_q_and_q_plus_1_largest():
     # valid scores 3, 1, 4, 1.5, 2 (slot 4, score 9, is padding and must not count)
     scores = torch.tensor([3.0, 1.0, 4.0, 1.5, 9.0, 2.0]).expand(2, 1, 6)
     valid = torch.tensor([[True, True, True, True, False, True]])
-    theta, active = method.thresholds(scores, valid)
+    theta, active = dftopk_thresholds(scores, valid, setting, method.params)
     # retrieval q = 4: sorted 4, 3, 2, 1.5 | 1 → (1.5 + 1) / 2; ranking q = 2: 4, 3 | 2 → 2.5
     assert theta.flatten().tolist() == [1.25, 2.5]
     assert active.flatten().tolist() == [True, True]
     k_method = cb.get_method("dftopk", setting, threshold_at="k")  # K = 2 for both stages
-    assert k_method.thresholds(scores, valid)[0].flatten().tolist() == [2.5, 2.5]
+    theta_k, _ = dftopk_thresholds(scores, valid, setting, k_method.params)
+    assert theta_k.flatten().tolist() == [2.5, 2.5]
 
 
 def test_fewer_than_q_plus_1_valid_items_all_pass():
@@ -150,7 +152,7 @@ def test_fewer_than_q_plus_1_valid_items_all_pass():
     # 4 valid items: retrieval (q = 4) keeps them all, ranking (q = 2) still selects
     targets = _targets([[29.0, 28, 7, 7, 5, 5]], [[True, True, True, True, False, False]], setting)
     scores = torch.randn(2, 1, 6, generator=torch.Generator().manual_seed(3)).requires_grad_()
-    _, active = method.thresholds(scores, targets.mask)
+    _, active = dftopk_thresholds(scores, targets.mask, setting, method.params)
     assert active.flatten().tolist() == [False, True]
     out = method.loss(scores, targets)
     assert out.parts["stage/retrieval"].item() == 0.0

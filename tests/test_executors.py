@@ -9,7 +9,7 @@ import time
 
 import pandas as pd
 import pytest
-from grid_tasks import behaving_task
+from grid_tasks import behaving_task, planned
 
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
@@ -47,7 +47,7 @@ def assert_same_numbers(left, right):
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory):
     root = tmp_path_factory.mktemp("in_process")
-    summary = run_grid(tiny_runs(), ResultStore(root))
+    summary = run_grid(planned(tiny_runs()), ResultStore(root))
     assert len(summary.done) == 2
     return stored(root)
 
@@ -55,7 +55,7 @@ def in_process(tmp_path_factory):
 def test_pool_gives_in_process_numbers_with_one_gpu_per_worker(in_process, tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     summary = run_grid(
-        tiny_runs(), ResultStore(tmp_path), executor=PoolExecutor(2, gpus=["3", "5"])
+        planned(tiny_runs()), ResultStore(tmp_path), executor=PoolExecutor(2, gpus=["3", "5"])
     )
     assert len(summary.done) == 2 and summary.exit_code == 0
     assert_same_numbers(stored(tmp_path), in_process)
@@ -72,7 +72,7 @@ def test_pool_records_a_raising_and_a_crashing_run_and_goes_on(tmp_path, monkeyp
     configs = tiny_runs(seeds=(0, 1, 2))
     configs.append(configs[0].model_copy(update={"train": TrainConfig(lr=0.5)}))
     store = ResultStore(tmp_path)
-    summary = run_grid(configs, store, executor=PoolExecutor(2, task=behaving_task))
+    summary = run_grid(planned(configs), store, executor=PoolExecutor(2, task=behaving_task))
     ids = [c.run_id() for c in configs]
     assert sorted(summary.done) == sorted([ids[0], ids[3]])
     assert set(summary.failed) == {ids[1], ids[2]} and summary.exit_code == 1
@@ -101,7 +101,7 @@ def test_pool_abandons_the_runs_in_flight_on_sigterm(tmp_path):
     observer = SignalOnFirstFinish(signal.SIGTERM)
     started = time.perf_counter()
     summary = run_grid(
-        [hang, succeed, later],
+        planned([hang, succeed, later]),
         store,
         executor=PoolExecutor(2, task=behaving_task),
         observer=observer,
@@ -119,7 +119,7 @@ def test_ray_gives_in_process_numbers(in_process, tmp_path):
 
     from cascbench.experiment.ray_executor import RayExecutor
 
-    summary = run_grid(tiny_runs(), ResultStore(tmp_path), executor=RayExecutor(jobs=2))
+    summary = run_grid(planned(tiny_runs()), ResultStore(tmp_path), executor=RayExecutor(jobs=2))
     assert len(summary.done) == 2 and summary.exit_code == 0
     assert not ray.is_initialized()  # the local runtime it started is shut down
     assert_same_numbers(stored(tmp_path), in_process)

@@ -14,14 +14,14 @@ from cascbench.experiment.config import (
     RunConfig,
     TrainConfig,
 )
-from cascbench.experiment.configfile import plan_experiment, validate_experiment
-from cascbench.experiment.grid import expand_grid
+from cascbench.experiment.configfile import validate_experiment
+from cascbench.experiment.plan import plan_experiment
 from cascbench.method import get_method_class
 
 
 def ids_of(document):
     experiment = validate_experiment(document, "test")
-    return [c.run_id() for c in plan_experiment(experiment, "test")]
+    return [run.run_id for run in plan_experiment(experiment, "test")[0]]
 
 
 def test_two_spellings_of_one_grid_give_the_same_ids():
@@ -39,9 +39,11 @@ def test_two_spellings_of_one_grid_give_the_same_ids():
         "setting": "recflow-2stage",
     }
     assert ids_of(terse) == ids_of(verbose)
-    flags = expand_grid(
-        ["lcron", "bce"], [0, 1], "recflow-2stage", DatasetConfig(world="tiny"), TrainConfig()
-    )
+    flags = [
+        RunConfig(method=method, dataset=DatasetConfig(world="tiny"), train=TrainConfig(), seed=s)
+        for method in ["lcron", "bce"]
+        for s in [0, 1]
+    ]
     assert ids_of(terse) == [c.run_id() for c in flags]
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+from grid_tasks import planned
 
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.grid import GridObserver, run_grid
@@ -53,7 +54,7 @@ class SignalAtStep(GridObserver):
 def test_sigterm_abandons_the_running_run_in_process(tmp_path):
     store = ResultStore(tmp_path)
     observer = SignalAtStep(signal.SIGTERM)
-    summary = run_grid(tiny_runs(), store, observer=observer)
+    summary = run_grid(planned(tiny_runs()), store, observer=observer)
     first, second = (c.run_id() for c in tiny_runs())
     assert summary.abandoned == [first] and summary.not_started == 1
     assert summary.done == [] and summary.exit_code == 128 + signal.SIGTERM
@@ -63,7 +64,7 @@ def test_sigterm_abandons_the_running_run_in_process(tmp_path):
 
 def test_a_second_signal_aborts_at_once(tmp_path):
     summary = run_grid(
-        tiny_runs(), ResultStore(tmp_path), observer=SignalAtStep(*[signal.SIGINT] * 2)
+        planned(tiny_runs()), ResultStore(tmp_path), observer=SignalAtStep(*[signal.SIGINT] * 2)
     )
     assert summary.stopped_by == "SIGINT" and summary.exit_code == 130
     assert summary.abandoned == [tiny_runs()[0].run_id()] and summary.done == []

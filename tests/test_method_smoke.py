@@ -6,7 +6,7 @@ import torch
 import cascbench as cb
 from cascbench.datasets import load_dataset
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
-from cascbench.train import train_run
+from cascbench.experiment.runner import train_run
 
 TINY = DatasetConfig(world="tiny")
 IN_TREE = sorted(

@@ -1,6 +1,8 @@
 """bce, rankflow and lcron against hand-computed values and loop implementations of SPEC §5."""
 
+import inspect
 import math
+import sys
 
 import pytest
 import torch
@@ -231,6 +233,56 @@ def test_lcron_learnable_weights_get_gradient(generator):
     method = cb.get_method("lcron", setting)
     method.loss(_distinct_scores((2, 4, 8), generator), targets).total.backward()
     assert method.weights.grad is not None and (method.weights.grad != 0).all()
+
+
+# ----------------------------------------------------------------------------- pure losses
+
+IN_TREE = sorted(
+    name
+    for name, cls in cb.list_methods().items()
+    if cls.__module__.startswith("cascbench.methods")
+)
+PURE_LOSS_CASES = [(name, {}) for name in IN_TREE] + [
+    ("rankflow", {"schedule": "alternating", "warmup_steps": 2, "phase_steps": 3}),
+    ("lcron", {"weighting": "uwl_eq13"}),
+    ("lcron", {"fixed_weight": 0.5}),
+]
+
+
+@pytest.mark.parametrize("n_stages", [2, 3])
+@pytest.mark.parametrize(("method_name", "params"), PURE_LOSS_CASES)
+def test_class_loss_is_its_pure_function(method_name, params, n_stages, generator):
+    """Every in-tree method's `loss` is `<name>_loss` of its module, given the method's Params,
+    learnable weights (away from their start) and step; constant buffers are the function's
+    defaults, built from the setting."""
+    setting = tiny_setting(n_stages)
+    method = cb.get_method(method_name, setting, **params)
+    with torch.no_grad():
+        for weight in method.parameters():
+            weight.copy_(torch.rand(weight.shape, generator=generator) + 0.5)
+    pure = getattr(sys.modules[type(method).__module__], f"{method_name}_loss")
+    accepts = inspect.signature(pure).parameters
+    extra = {"weights": method.weights} if "weights" in accepts else {}
+    step = {"step": 6} if "step" in inspect.signature(method.loss).parameters else {}
+    assert ("step" in accepts) == bool(step)
+    targets = random_targets(setting, 5, generator)
+    scores = _distinct_scores((n_stages, 5, 8), generator)
+
+    results = []
+    for loss in (
+        lambda s: method.loss(s, targets, **step),
+        lambda s: pure(s, targets, setting, method.params, **extra, **step),
+    ):
+        leaf = scores.clone().requires_grad_()
+        out = loss(leaf)
+        (grad,) = torch.autograd.grad(out.total, leaf)
+        results.append((out, grad))
+    (by_class, class_grad), (by_function, function_grad) = results
+    assert torch.equal(by_class.total, by_function.total)
+    assert by_class.parts.keys() == by_function.parts.keys()
+    for name, value in by_class.parts.items():
+        assert torch.equal(value, by_function.parts[name]), name
+    assert torch.equal(class_grad, function_grad)
 
 
 # ----------------------------------------------------------------------------- validation

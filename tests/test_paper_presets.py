@@ -9,12 +9,11 @@ from cascbench.cli import app
 from cascbench.datasets.cache import prepare_recflow
 from cascbench.experiment.configfile import (
     list_presets,
-    plan_experiment,
     preset_document,
     set_value,
     validate_experiment,
 )
-from cascbench.experiment.grid import plan_runs
+from cascbench.experiment.plan import plan_experiment
 
 EIGHT = {"bce", "icc", "rankflow", "fs_ranknet", "fs_lambdaloss", "arf", "arf_v2", "lcron"}
 #: preset -> (setting, number of runs, methods)
@@ -45,7 +44,7 @@ def planned(name, **overrides):
     for key, value in overrides.items():
         document = set_value(document, key, value)
     source = f"preset {name!r}"
-    runs, _ = plan_runs(plan_experiment(validate_experiment(document, source), source))
+    runs, _ = plan_experiment(validate_experiment(document, source), source)
     return [r.config for r in runs]
 
 

@@ -7,6 +7,7 @@ import torch
 
 import cascbench as cb
 from cascbench.batch import Targets
+from cascbench.methods.rankflow import schedule_factors
 from helpers import random_targets, six_setting, tiny_setting
 
 
@@ -39,29 +40,57 @@ def test_rankflow_clean_masking_never_selects_or_trains_padding(n_stages, genera
     assert (reference[:, ~targets.mask] != 0).any()
 
 
-def test_rankflow_alternating_schedule(generator):
+def _schedule_case(generator, **params):
     setting = tiny_setting(2)
     targets = random_targets(setting, 4, generator)
     scores = torch.randn(2, 4, 8, generator=generator)
-    method = cb.get_method(
-        "rankflow", setting, schedule="alternating", warmup_steps=2, phase_steps=3, alpha=0.5
+    return cb.get_method("rankflow", setting, alpha=0.5, **params), scores, targets
+
+
+def test_rankflow_alternating_schedule_follows_the_step(generator):
+    warmup, phase = 4, 3
+    method, scores, targets = _schedule_case(
+        generator, schedule="alternating", warmup_steps=warmup, phase_steps=phase
     )
-    phases = []
-    for _ in range(11):
-        out = method.loss(scores, targets)
+    # The documented schedule: BCE only for the warm start (steps 0 to warmup − 1), then phases of
+    # `phase` steps: self-learning (BCE) first, successor-guided (distillation) second, in turn.
+    expected = {
+        0: (1.0, 0.0),
+        warmup - 1: (1.0, 0.0),
+        warmup: (1.0, 0.0),
+        warmup + phase - 1: (1.0, 0.0),
+        warmup + phase: (0.0, 1.0),
+        warmup + 2 * phase - 1: (0.0, 1.0),
+        warmup + 2 * phase: (1.0, 0.0),
+    }
+    for step, (bce_factor, distill_factor) in expected.items():
+        assert schedule_factors(method.params, step) == (bce_factor, distill_factor), step
+        out = method.loss(scores, targets, step=step)
         bce = out.parts["bce/retrieval"] + out.parts["bce/ranking"]
         distill = (
             0.5 * out.parts["distill_mse/retrieval"] + 0.5 * out.parts["distill_topk/retrieval"]
         )
-        if torch.isclose(out.total, bce):
-            phases.append("self")
-        else:
-            assert torch.isclose(out.total, distill)
-            phases.append("guided")
-    assert phases == ["self"] * 5 + ["guided"] * 3 + ["self"] * 3
-    method.eval()
-    method.loss(scores, targets)
-    assert int(method.steps) == 11  # evaluation does not advance the schedule
+        assert bce.item() > 0 and distill.item() > 0
+        combined = bce_factor * bce + distill_factor * distill
+        assert out.total.item() == pytest.approx(combined.item(), rel=1e-6), step
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("schedule", ["alternating", "joint"])
+def test_rankflow_loss_depends_on_the_step_alone(schedule, training, generator):
+    method, scores, targets = _schedule_case(
+        generator, schedule=schedule, warmup_steps=2, phase_steps=3
+    )
+    method.train(training)
+    # a repeated call (a validation pass, say) must not move the schedule on
+    first = method.loss(scores, targets, step=5)
+    second = method.loss(scores, targets, step=5)
+    assert torch.equal(first.total, second.total)
+    assert torch.equal(
+        method.loss(scores, targets).total, method.loss(scores, targets, step=0).total
+    )
+    if schedule == "joint":  # every term at every step
+        assert torch.equal(first.total, method.loss(scores, targets, step=0).total)
 
 
 @pytest.mark.parametrize("setting_name", ["synthetic-1stage", "synthetic-4stage"])

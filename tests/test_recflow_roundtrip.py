@@ -15,8 +15,8 @@ from cascbench.datasets.cache import cache_identity, open_cache, prepare_recflow
 from cascbench.datasets.recflow_schema import local_time_ids
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
+from cascbench.experiment.runner import train_run
 from cascbench.settings import get_setting
-from cascbench.train import train_run
 
 CANONICAL = ("context", "sequence", "sequence_mask", "candidates", "label", "group", "mask",
              "day", "request_id")  # fmt: skip
@@ -264,7 +264,7 @@ def test_run_id_follows_the_cache_not_the_spelling_of_its_path(tmp_path):
 
 
 def test_a_recflow_grid_without_a_cache_is_refused_before_running(tmp_path):
-    from cascbench.experiment.configfile import check_dataset
+    from cascbench.datasets import check_dataset
 
     with pytest.raises(CascbenchError, match="cascbench data prepare recflow"):
         check_dataset(DatasetConfig(kind="recflow"))

@@ -37,7 +37,9 @@ def store(tmp_path):
     }
     store.write_plan([(c.run_id(), c.model_dump(mode="json")) for c in configs.values()])
     for name in ("done0", "done1"):
-        store.write_run(configs[name].run_id(), fake_record(configs[name], 0.5))
+        store.write_run(
+            configs[name].run_id(), configs[name].model_dump(mode="json"), fake_record(0.5)
+        )
     try:
         raise ValueError("boom on purpose")
     except ValueError as exc:
@@ -45,7 +47,7 @@ def store(tmp_path):
     suspects = {}
     for seed, name in enumerate(["incomplete", "old_evaluator", "wrong_id", "no_metrics"], 10):
         run = config(seed)
-        store.write_run(run.run_id(), fake_record(run, 0.1))
+        store.write_run(run.run_id(), run.model_dump(mode="json"), fake_record(0.1))
         suspects[name] = folder = store.run_dir(run.run_id())
         if name == "incomplete":
             (folder / DONE).unlink()
@@ -126,7 +128,7 @@ def test_a_failed_rerun_keeps_the_finished_results(store):
 def test_a_rerun_that_succeeds_replaces_the_failed_folder(store):
     store, configs, _ = store
     run_id = configs["failed"].run_id()
-    store.write_run(run_id, fake_record(configs["failed"], 0.7))
+    store.write_run(run_id, configs["failed"].model_dump(mode="json"), fake_record(0.7))
     assert store.is_done(run_id) and not (store.run_dir(run_id) / "error.txt").exists()
     assert not [p for p in store.runs_dir.iterdir() if p.name.startswith(".")]  # no staging left
 
@@ -134,10 +136,10 @@ def test_a_rerun_that_succeeds_replaces_the_failed_folder(store):
 def test_per_day_metrics_are_written_only_for_runs_that_have_them(tmp_path):
     store = ResultStore(tmp_path)
     streaming, last_day = config(0), config(1)
-    record = fake_record(streaming, 0.5)
+    record = fake_record(0.5)
     record.per_day = {"day": [1, 2], "joint_recall": [0.4, 0.6]}
-    store.write_run(streaming.run_id(), record)
-    store.write_run(last_day.run_id(), fake_record(last_day, 0.5))
+    store.write_run(streaming.run_id(), streaming.model_dump(mode="json"), record)
+    store.write_run(last_day.run_id(), last_day.model_dump(mode="json"), fake_record(0.5))
     per_day = pd.read_parquet(store.run_dir(streaming.run_id()) / "per_day.parquet")
     assert per_day.to_dict("list") == {"day": [1, 2], "joint_recall": [0.4, 0.6]}
     assert not (store.run_dir(last_day.run_id()) / "per_day.parquet").exists()

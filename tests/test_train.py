@@ -8,10 +8,11 @@ import torch
 from cascbench.datasets import load_dataset
 from cascbench.errors import CascbenchError, NonFiniteLossError
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
-from cascbench.experiment.grid import expand_grid, run_grid
+from cascbench.experiment.grid import run_grid
+from cascbench.experiment.plan import plan_runs
+from cascbench.experiment.runner import train_run
 from cascbench.experiment.store import ResultStore
 from cascbench.method import LossOutput, Method, get_method_class, register_method
-from cascbench.train import train_run
 
 TINY = DatasetConfig(world="tiny")
 
@@ -43,15 +44,12 @@ def test_run_record_contents(data):
     assert record.stats["train_requests"] > 0 and record.stats["train_requests_per_second"] > 0
     assert set(record.curve) >= {"step", "day", "total", "bce/ranking", "distill_mse/retrieval"}
     assert record.curve["day"] == sorted(record.curve["day"])  # days in order
-    assert record.config["method_params"]["alpha"] is None  # resolved defaults are recorded
-    assert record.config["method_params"]["masking"] == "reference"
     assert 0.0 <= record.metrics["joint_recall"] <= 1.0
 
 
 def test_three_stage_run(data):
     three = load_dataset(TINY, "recflow-3stage")
     record = train_run(config("lcron").model_copy(update={"setting": "recflow-3stage"}), three)
-    assert record.config["method_params"]["label_matrix"] == "binary"
     assert "recall/prerank" in record.metrics
 
 
@@ -73,20 +71,22 @@ def test_nan_loss_stops_the_run_naming_step_method_and_term(data):
 
 
 def test_failed_run_is_recorded_and_the_grid_goes_on(tmp_path):
-    configs = expand_grid(
-        ["test_nan_after_three_steps", "bce"],
-        [0],
-        "recflow-2stage",
-        TINY,
-        TrainConfig(batch_size=64, device="cpu"),
-    )
+    runs, _ = plan_runs([config("test_nan_after_three_steps").resolved(), config("bce").resolved()])
     store = ResultStore(tmp_path)
-    summary = run_grid(configs, store)
+    summary = run_grid(runs, store)
     assert len(summary.failed) == 1 and len(summary.done) == 1
     failed_id = next(iter(summary.failed))
     assert "NonFiniteLossError" in (store.run_dir(failed_id) / "error.txt").read_text()
     assert not store.is_done(failed_id)
     assert [run.config["method"] for run in store.finished_runs()] == ["bce"]
+
+
+def test_resolving_records_the_methods_defaults():
+    rankflow = config("rankflow").resolved().method_params
+    assert rankflow["alpha"] is None and rankflow["masking"] == "reference"
+    three = config("lcron").model_copy(update={"setting": "recflow-3stage"}).resolved()
+    assert three.method_params["label_matrix"] == "binary"  # a setting-dependent default
+    assert three.resolved() == three  # resolving is idempotent
 
 
 def test_run_id_ignores_spelling_and_execution_details():
@@ -114,7 +114,6 @@ def test_unavailable_device_is_refused(data):
 def test_release_protocol_drops_the_last_partial_batch(data):
     record = train_run(config(eval_protocol="release"), data)  # batch 64, 200 test requests
     assert record.stats["test_requests"] == 192
-    assert record.config["train"]["eval_protocol"] == "release"
     assert config(eval_protocol="release").run_id() != config().run_id()
 
 

@@ -13,9 +13,10 @@ from cascbench import placement as placement_module
 from cascbench.datasets import load_dataset
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
+from cascbench.experiment.runner import train_run
 from cascbench.models.embedding import FieldEmbeddings
 from cascbench.placement import Placement
-from cascbench.train import build_cascade, build_optimizers, score, train_run
+from cascbench.train import build_cascade, build_optimizers, score
 
 TINY = DatasetConfig(world="tiny")  # 3 days of 200 requests
 

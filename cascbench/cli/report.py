@@ -90,7 +90,8 @@ def report(
     differences from the baseline, the Improv. row; a paired comparison in detail; sweep tables.
 
     One table per dataset and training configuration of one setting."""
-    from cascbench.experiment.store import ResultStore, atomic_write_bytes
+    from cascbench.experiment.store import ResultStore
+    from cascbench.io import atomic_write_bytes
     from cascbench.report.build import ReportOptions, build_report
     from cascbench.report.compare import CompareOptions
     from cascbench.report.formats import latex_document, to_latex, to_markdown, to_rich

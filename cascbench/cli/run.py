@@ -19,14 +19,20 @@ from cascbench.cli._common import (
     split_names,
     user_errors,
 )
-from cascbench.errors import CascbenchError, unknown_name_error
+from cascbench.errors import CascbenchError
+from cascbench.train_config import TrainConfig
 
 if TYPE_CHECKING:
     from cascbench.experiment.executors import Executor
-    from cascbench.experiment.grid import GridSummary, PlannedRun
+    from cascbench.experiment.grid import GridSummary
+    from cascbench.experiment.plan import PlannedRun
     from cascbench.experiment.store import ResultStore
 
-EXECUTORS = ("local", "ray")
+
+def _train_help(name: str) -> str:
+    """A training flag's help: the description and default that TrainConfig owns."""
+    field = TrainConfig.model_fields[name]
+    return f"{(field.description or '').rstrip('.')}; default: {field.default}."
 
 
 @app.command(
@@ -96,13 +102,9 @@ def run(
     param: Annotated[
         list[str], typer.Option(help="Method hyper-parameter, METHOD.NAME=VALUE (repeatable).")
     ] = [],  # noqa: B006
-    lr: Annotated[float | None, typer.Option(help="Adam learning rate; default: 0.01.")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Requests per training step; default: 1024.")
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help="Passes over the training days; default: 1.")
-    ] = None,
+    lr: Annotated[float | None, typer.Option(help=_train_help("lr"))] = None,
+    batch_size: Annotated[int | None, typer.Option(help=_train_help("batch_size"))] = None,
+    epochs: Annotated[int | None, typer.Option(help=_train_help("epochs"))] = None,
     device: Annotated[
         str | None, typer.Option(help="auto (default: CUDA when available), cpu, cuda or cuda:N.")
     ] = None,
@@ -155,7 +157,7 @@ def run(
 
     The grid comes from flags, from --config FILE or from --preset NAME; --set and the flags
     override the file's keys."""
-    from cascbench.experiment.grid import plan_runs
+    from cascbench.experiment.executors import choose_executor
 
     with user_errors():
         experiment, source = _experiment(
@@ -181,17 +183,17 @@ def run(
             ),
             params=param,
         )
-        from cascbench.experiment.configfile import plan_experiment
+        from cascbench.experiment.plan import plan_experiment
         from cascbench.experiment.store import ResultStore
 
-        configs = plan_experiment(experiment, source)
-        runs, duplicates = plan_runs(configs)
+        runs, duplicates = plan_experiment(experiment, source)
         store = ResultStore(results_dir)
-        pool = _executor(executor, jobs, gpus, ray_address)
+        gpu_ids = split_names(gpus) if gpus is not None else []
+        choice = choose_executor(executor, jobs, gpu_ids, ray_address)
         if dry_run:
-            _print_plan(runs, duplicates, store, force, pool)
+            _print_plan(runs, duplicates, store, force, choice.describe())
             return
-        summary = _run(configs, store, force, _executor_instance(pool), quiet)
+        summary = _run(runs, store, force, choice.build(), quiet)
     _print_summary(summary, results_dir)
     raise typer.Exit(summary.exit_code)
 
@@ -220,18 +222,9 @@ def _flag_overrides(**flags: Any) -> dict[str, Any]:
         overrides["methods"] = split_names(overrides["methods"])
     if "dataset.data_dir" in overrides:
         overrides["dataset.data_dir"] = str(overrides["dataset.data_dir"])
-    if "dataset.days" in overrides:
-        _check_days_supported()  # the dataset config parses the list itself
     world_options = parse_assignments(flags["world_option"], "--world-option")
     overrides.update({f"dataset.world_options.{k}": v for k, v in world_options.items()})
     return overrides
-
-
-def _check_days_supported() -> None:
-    from cascbench.experiment.config import DatasetConfig
-
-    if "days" not in DatasetConfig.model_fields:
-        raise CascbenchError("--days needs the RecFlow dataset, which this version lacks.")
 
 
 def _experiment(
@@ -262,77 +255,30 @@ def _experiment(
     return experiment.with_method_params(method_params(params, names)), source
 
 
-def _executor(
-    name: str, jobs: int | None, gpus: str | None, ray_address: str | None
-) -> dict[str, Any]:
-    """The executor's description, checked (it is built only when the grid runs)."""
-    if name not in EXECUTORS:
-        raise unknown_name_error("executor", name, EXECUTORS)
-    if jobs is not None and jobs < 1:
-        raise CascbenchError(f"--jobs must be at least 1, got {jobs}.")
-    gpu_ids = split_names(gpus) if gpus is not None else []
-    if name == "ray":
-        if gpu_ids:
-            raise CascbenchError(
-                "--gpus is for the local pool; Ray gives each run's task a GPU itself when "
-                "its device is cuda (or auto on a cluster with GPUs)."
-            )
-        return {"name": "ray", "address": ray_address, "jobs": jobs}
-    if ray_address is not None:
-        raise CascbenchError("--ray-address needs --executor ray.")
-    if not gpu_ids and (jobs or 1) == 1:
-        return {"name": "in-process"}
-    return {"name": "process pool", "jobs": jobs or len(gpu_ids), "gpus": gpu_ids}
-
-
-def _executor_instance(spec: dict[str, Any]) -> Executor:
-    if spec["name"] == "ray":
-        from cascbench.experiment.ray_executor import RayExecutor
-
-        return RayExecutor(spec["address"], spec["jobs"])
-    if spec["name"] == "process pool":
-        from cascbench.experiment.pool import PoolExecutor
-
-        return PoolExecutor(spec["jobs"], spec["gpus"])
-    from cascbench.experiment.executors import InProcessExecutor
-
-    return InProcessExecutor()
-
-
-def _describe_executor(spec: dict[str, Any]) -> str:
-    if spec["name"] == "process pool":
-        gpus = f" on GPUs {','.join(spec['gpus'])}" if spec["gpus"] else ""
-        return f"a pool of {spec['jobs']} worker processes{gpus}"
-    if spec["name"] == "ray":
-        where = spec["address"] or "a local runtime"
-        return f"Ray ({where})" + (f", {spec['jobs']} at a time" if spec["jobs"] else "")
-    return "this process"
-
-
 def _run(
-    configs: list[Any], store: ResultStore, force: bool, executor: Executor, quiet: bool
+    runs: list[PlannedRun], store: ResultStore, force: bool, executor: Executor, quiet: bool
 ) -> GridSummary:
     from cascbench.cli._progress import LiveProgress, PlainProgress
     from cascbench.experiment.grid import GridObserver, run_grid
 
     if quiet:
-        return run_grid(configs, store, force=force, executor=executor, observer=GridObserver())
+        return run_grid(runs, store, force=force, executor=executor, observer=GridObserver())
     if not sys.stderr.isatty():
         observer = PlainProgress(err_console)
-        return run_grid(configs, store, force=force, executor=executor, observer=observer)
+        return run_grid(runs, store, force=force, executor=executor, observer=observer)
     with LiveProgress(err_console) as live:
-        return run_grid(configs, store, force=force, executor=executor, observer=live)
+        return run_grid(runs, store, force=force, executor=executor, observer=live)
 
 
 def _print_plan(
-    runs: list[PlannedRun], duplicates: int, store: ResultStore, force: bool, spec: dict
+    runs: list[PlannedRun], duplicates: int, store: ResultStore, force: bool, executor: str
 ) -> None:
     done = [r for r in runs if store.is_done(r.run_id)]
     todo = runs if force else [r for r in runs if not store.is_done(r.run_id)]
     merged = f" ({duplicates} duplicate(s) merged)" if duplicates else ""
     console.print(
         f"Plan: {len(runs)} runs{merged}; {len(done)} done already; {len(todo)} would run on "
-        f"{_describe_executor(spec)}; results in {escape(str(store.root))}.",
+        f"{executor}; results in {escape(str(store.root))}.",
         highlight=False,
     )
     if not todo:

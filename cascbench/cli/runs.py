@@ -91,7 +91,7 @@ def _labels(entries: list[RunEntry]) -> dict[str, str]:
     """Run id -> "lcron tau=20.0 lr=0.02 seed 1": the method and what varies between the runs
     (configs this version cannot read get "method seed N")."""
     from cascbench.experiment.config import RunConfig
-    from cascbench.experiment.grid import run_labels
+    from cascbench.experiment.plan import run_labels
 
     readable: dict[str, RunConfig] = {}
     labels = {}

@@ -23,7 +23,7 @@ live in cascbench/presets (`cascbench list presets`).
 from __future__ import annotations
 
 import copy
-import itertools
+import re
 import types
 import typing
 from importlib import resources
@@ -35,13 +35,23 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cascbench.errors import CascbenchError, closest, unknown_name_error
-from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
-from cascbench.method import get_method_class
-from cascbench.settings import get_setting
+from cascbench.experiment.config import DatasetConfig, TrainConfig
 
 DEFAULT_METHODS = ("lcron", "rankflow", "bce")
-#: Top-level grid keys that are not a method's parameter.
-_SECTIONS = {"train": TrainConfig, "dataset": DatasetConfig}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """ "0-4" -> [0, 1, 2, 3, 4]; "0,2,7" -> [0, 2, 7]; ranges and lists may be mixed."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if match is None or (match[2] is not None and int(match[2]) < int(match[1])):
+            raise CascbenchError(
+                f"seeds {text!r}: expected non-negative integers and ranges like '0-4' or '0,2,7'."
+            )
+        low = int(match[1])
+        seeds.extend(range(low, int(match[2] or low) + 1))
+    return list(dict.fromkeys(seeds))
 
 
 class MethodVariant(BaseModel):
@@ -92,8 +102,6 @@ class ExperimentFile(BaseModel):
     @field_validator("seeds", mode="before")
     @classmethod
     def _seed_list(cls, value: Any) -> Any:
-        from cascbench.experiment.grid import parse_seeds
-
         if isinstance(value, str):
             return parse_seeds(value)  # a CascbenchError is a ValueError: pydantic reports it
         return [value] if isinstance(value, int) else value
@@ -241,134 +249,3 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             return list(inner.model_fields)
     return []
-
-
-def check_dataset(dataset: DatasetConfig) -> None:
-    """Refuse a dataset that cannot be built (unknown world or option, a RecFlow dataset without
-    a prepared cache) before any run starts."""
-    if dataset.kind == "synthetic":
-        from cascbench.datasets import world_config
-
-        world_config(dataset)
-        return
-    from cascbench.datasets.cache import read_manifest
-
-    if dataset.data_dir is None:
-        raise CascbenchError(
-            "this grid reads RecFlow, and no cache was given: prepare one with `cascbench data "
-            "prepare recflow --src RECFLOW_DIR --setting SETTING --out CACHE`, then pass "
-            "--data-dir CACHE."
-        )
-    read_manifest(dataset.data_dir)
-
-
-def plan_experiment(experiment: ExperimentFile, source: str) -> list[RunConfig]:
-    """Every run of the grid, resolved: methods × grid combinations × seeds. A method's grid keys
-    multiply that method's runs only. Duplicates are kept (`grid.plan_runs` merges them)."""
-    for index, variant in enumerate(experiment.methods):
-        _checked(f"{source}: methods[{index}]", lambda v=variant: get_method_class(v.name))
-    shared, per_method = _split_grid(experiment, source)
-    for setting in shared.get("setting", [experiment.setting]):
-        where = "grid.setting" if "setting" in shared else "setting"
-        _checked(f"{source}: {where}", lambda s=setting: get_setting(s))
-    base = experiment.model_dump(mode="json")
-    configs, datasets = [], {}
-    for index, variant in enumerate(experiment.methods):
-        own = per_method.get(variant.name, {})
-        keys = [*shared, *(f"{variant.name}.{p}" for p in own)]
-        for values in itertools.product(*shared.values(), *own.values()):
-            choice = dict(zip(keys, values, strict=True))
-            where = f"{source}: methods[{index}] ({variant.name})" + (
-                " with " + ", ".join(f"grid.{k}={v!r}" for k, v in choice.items()) if choice else ""
-            )
-            fields = _run_fields(base, variant, choice)
-            for seed in experiment.seeds:
-                config = _checked(where, lambda f=fields, s=seed: _resolved_config(f, s))
-                datasets.setdefault(config.dataset.model_dump_json(), (config.dataset, where))
-                configs.append(config)
-    for dataset, where in datasets.values():
-        _checked(where, lambda d=dataset: check_dataset(d))
-    return configs
-
-
-def _split_grid(
-    experiment: ExperimentFile, source: str
-) -> tuple[dict[str, list[Any]], dict[str, dict[str, list[Any]]]]:
-    """Grid keys checked and split: (shared keys -> values, method -> {parameter -> values})."""
-    names = {v.name for v in experiment.methods}
-    shared: dict[str, list[Any]] = {}
-    per_method: dict[str, dict[str, list[Any]]] = {}
-    for key, values in experiment.grid.items():
-        head, _, rest = key.partition(".")
-        where = f"{source}: grid.{key}"
-        if key == "setting":
-            shared[key] = values
-        elif head in _SECTIONS and rest:
-            field = rest.split(".")[0]
-            fields = _SECTIONS[head].model_fields
-            if field not in fields:
-                raise CascbenchError(
-                    f"{where}: {unknown_name_error(f'{head} field', field, fields)}"
-                )
-            if rest.count(".") and not (head == "dataset" and field == "world_options"):
-                raise CascbenchError(f"{where}: {head}.{field} has no sub-keys.")
-            shared[key] = values
-        elif head in names and rest:
-            params = get_method_class(head).Params.model_fields
-            if rest not in params:
-                unknown = unknown_name_error(f"{head} parameter", rest, params)
-                raise CascbenchError(f"{where}: {unknown}")
-            fixed = [i for i, v in enumerate(experiment.methods) if rest in v.params]
-            if fixed:
-                raise CascbenchError(
-                    f"{where}: methods[{fixed[0]}] fixes {head}.{rest}; a parameter is either "
-                    f"fixed in methods or swept in grid."
-                )
-            per_method.setdefault(head, {})[rest] = values
-        else:
-            valid = ["setting", "train.<field>", "dataset.<field>", "<method>.<parameter>"]
-            hint = closest(head, [*names, *_SECTIONS])
-            raise CascbenchError(
-                f"{where}: not a grid key"
-                + (f" (did you mean {hint!r}?)" if hint else "")
-                + f". Grid keys are {', '.join(valid)}, for the methods {', '.join(sorted(names))}."
-            )
-    return shared, per_method
-
-
-def _run_fields(base: dict, variant: MethodVariant, choice: dict[str, Any]) -> dict[str, Any]:
-    """One run's config fields (seed aside): the experiment's, the variant's, the grid's."""
-    fields = {
-        "setting": base["setting"],
-        "dataset": copy.deepcopy(base["dataset"]),
-        "method": variant.name,
-        "method_params": dict(variant.params),
-        "train": dict(base["train"]),
-    }
-    for key, value in choice.items():
-        head, _, rest = key.partition(".")
-        if key == "setting":
-            fields["setting"] = value
-        elif head == variant.name:
-            fields["method_params"][rest] = value
-        elif rest.startswith("world_options."):
-            fields["dataset"]["world_options"][rest.removeprefix("world_options.")] = value
-        else:
-            fields[head][rest] = value
-    return fields
-
-
-def _resolved_config(fields: dict[str, Any], seed: int) -> RunConfig:
-    try:
-        config = RunConfig.model_validate({**fields, "seed": seed})
-    except pydantic.ValidationError as exc:
-        raise CascbenchError(describe_errors("", exc, RunConfig).removeprefix(": ")) from None
-    return config.resolved()
-
-
-def _checked(where: str, make: typing.Callable[[], Any]) -> Any:
-    """make(), with a CascbenchError's message prefixed by where it comes from."""
-    try:
-        return make()
-    except CascbenchError as exc:
-        raise CascbenchError(f"{where}: {exc}") from None

@@ -12,9 +12,11 @@ import time
 import traceback
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
+
+from cascbench.errors import CascbenchError, unknown_name_error
 
 if TYPE_CHECKING:
     from cascbench.train import RunRecord
@@ -57,12 +59,13 @@ class RunOutcome:
 def execute_run(
     run_id: str, config_json: str, progress: Callable[[int, int], None] | None = None
 ) -> RunOutcome:
-    """Load the run's dataset, train and evaluate it, in this process. A run that raises gives
-    an outcome holding its traceback; RunInterrupted (and KeyboardInterrupt) propagate."""
+    """Load the run's dataset, train and evaluate it, in this process. config_json: the
+    planner's resolved config (not resolved again). A run that raises gives an outcome holding
+    its traceback; RunInterrupted (and KeyboardInterrupt) propagate."""
     from cascbench.datasets import load_dataset
     from cascbench.experiment.config import RunConfig
     from cascbench.experiment.environment import environment
-    from cascbench.train import train_run
+    from cascbench.experiment.runner import train_run
 
     started = time.perf_counter()
     try:
@@ -171,3 +174,82 @@ class ThrottledProgress:
         if step == total or now - self._last >= self.interval:
             self._last = now
             self.send(step, total)
+
+
+EXECUTOR_NAMES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class InProcessChoice:
+    """Runs in the driver's own process, one at a time (the default)."""
+
+    def build(self) -> Executor:
+        return InProcessExecutor()
+
+    def describe(self) -> str:
+        return "this process"
+
+
+@dataclass(frozen=True)
+class PoolChoice:
+    """A local pool of `jobs` worker processes; `gpus`: GPU ids handed to the workers in turn."""
+
+    jobs: int
+    gpus: tuple[str, ...] = ()
+
+    def build(self) -> Executor:
+        from cascbench.experiment.pool import PoolExecutor
+
+        return PoolExecutor(self.jobs, list(self.gpus))
+
+    def describe(self) -> str:
+        on_gpus = f" on GPUs {','.join(self.gpus)}" if self.gpus else ""
+        return f"a pool of {self.jobs} worker processes{on_gpus}"
+
+
+@dataclass(frozen=True)
+class RayChoice:
+    """Ray tasks: a local runtime, or the cluster at `address`; `jobs` runs in flight at once
+    (default: the cluster's CPUs)."""
+
+    address: str | None = None
+    jobs: int | None = None
+
+    def build(self) -> Executor:
+        from cascbench.experiment.ray_executor import RayExecutor
+
+        return RayExecutor(self.address, self.jobs)
+
+    def describe(self) -> str:
+        where = self.address or "a local runtime"
+        return f"Ray ({where})" + (f", {self.jobs} at a time" if self.jobs else "")
+
+
+ExecutorChoice = InProcessChoice | PoolChoice | RayChoice
+
+
+def choose_executor(
+    name: str = "local",
+    jobs: int | None = None,
+    gpus: Sequence[str] = (),
+    ray_address: str | None = None,
+) -> ExecutorChoice:
+    """The executor that the command line's options describe, checked; it is built (a pool
+    started, Ray imported) only when a grid runs. name: "local" (in-process, or a pool when
+    `jobs` > 1 or GPUs are given) or "ray"."""
+    if name not in EXECUTOR_NAMES:
+        raise unknown_name_error("executor", name, EXECUTOR_NAMES)
+    if jobs is not None and jobs < 1:
+        raise CascbenchError(f"--jobs must be at least 1, got {jobs}.")
+    if name == "ray":
+        if gpus:
+            raise CascbenchError(
+                "--gpus is for the local pool; Ray gives each run's task a GPU itself when "
+                "its device is cuda (or auto on a cluster with GPUs)."
+            )
+        return RayChoice(ray_address, jobs)
+    if ray_address is not None:
+        raise CascbenchError("--ray-address needs --executor ray.")
+    if not gpus and (jobs or 1) == 1:
+        return InProcessChoice()
+    return PoolChoice(jobs or len(gpus), tuple(gpus))

@@ -1,4 +1,4 @@
-"""Grids of runs: seeds, planning (ids, duplicates, what is done), and the driver loop.
+"""The driver loop of a grid of planned runs (plan.py): what is done, what runs, what is recorded.
 
 The driver hands runs to an executor (executors.py), at most `executor.slots` at a time, and
 records each outcome in the store as it comes back: a finished run with DONE, a failed one with
@@ -9,126 +9,17 @@ same call later runs exactly the missing ones.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from cascbench.errors import CascbenchError
-from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.executors import Executor, InProcessExecutor, RunOutcome
 from cascbench.experiment.interrupt import GridAborted, StopRequest, stop_on_signals
+from cascbench.experiment.plan import PlannedRun
 from cascbench.experiment.store import ResultStore
 
 #: Seconds the driver waits for an outcome before it looks at signals and progress again.
 _POLL_SECONDS = 0.2
-
-
-def parse_seeds(text: str) -> list[int]:
-    """ "0-4" -> [0, 1, 2, 3, 4]; "0,2,7" -> [0, 2, 7]; ranges and lists may be mixed."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if match is None or (match[2] is not None and int(match[2]) < int(match[1])):
-            raise CascbenchError(
-                f"seeds {text!r}: expected non-negative integers and ranges like '0-4' or '0,2,7'."
-            )
-        low = int(match[1])
-        seeds.extend(range(low, int(match[2] or low) + 1))
-    return list(dict.fromkeys(seeds))
-
-
-def expand_grid(
-    methods: Sequence[str],
-    seeds: Sequence[int],
-    setting: str,
-    dataset: DatasetConfig,
-    train: TrainConfig,
-    method_params: dict[str, dict[str, Any]] | None = None,
-) -> list[RunConfig]:
-    """methods × seeds, each resolved (defaults filled in, hyper-parameters and world validated),
-    so that a mistyped name fails here, before any run starts. Config files with grids over
-    any field go through `configfile.plan_experiment`."""
-    from cascbench.experiment.configfile import check_dataset
-
-    check_dataset(dataset)
-    method_params = method_params or {}
-    return [
-        RunConfig(
-            setting=setting,
-            dataset=dataset,
-            method=method,
-            method_params=method_params.get(method, {}),
-            train=train,
-            seed=seed,
-        ).resolved()
-        for method in methods
-        for seed in seeds
-    ]
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """A run of a grid: its id, resolved config and a short label for progress lines."""
-
-    run_id: str
-    config: RunConfig
-    label: str
-
-
-def plan_runs(configs: Sequence[RunConfig]) -> tuple[list[PlannedRun], int]:
-    """The runs with their ids, in order, each id once; returns (runs, duplicates dropped).
-    Labels show the method, the fields that vary across the grid, and the seed."""
-    resolved = [config.resolved() for config in configs]
-    unique: dict[str, RunConfig] = {}
-    for config in resolved:
-        unique.setdefault(config.run_id(), config)
-    labels = run_labels(list(unique.values()))
-    runs = [
-        PlannedRun(run_id, config, label)
-        for (run_id, config), label in zip(unique.items(), labels, strict=True)
-    ]
-    return runs, len(resolved) - len(runs)
-
-
-def run_labels(configs: Sequence[RunConfig]) -> list[str]:
-    """ "lcron tau=20 lr=0.02 seed 1": a method's hyper-parameters that vary among its runs and
-    the other fields that vary across all runs (the seed always shown)."""
-    flat = [_flatten(c.model_dump(mode="json", exclude={"method_params", "seed"})) for c in configs]
-    varying = [k for k in _varying(flat) if k != "method"]
-    params_by_method: dict[str, list[dict]] = {}
-    for config in configs:
-        params_by_method.setdefault(config.method, []).append(config.method_params)
-    varying_params = {method: _varying(params) for method, params in params_by_method.items()}
-    labels = []
-    for config, values in zip(configs, flat, strict=True):
-        parts = [config.method]
-        parts += [
-            f"{k}={config.method_params[k]}"
-            for k in varying_params[config.method]
-            if k in config.method_params
-        ]
-        parts += [f"{k.rsplit('.', 1)[-1]}={values[k]}" for k in varying if k in values]
-        labels.append(" ".join(parts) + f" seed {config.seed}")
-    return labels
-
-
-def _varying(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The keys whose value (or presence) differs between rows, in first-seen order."""
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    missing = object()
-    return [k for k in keys if len({repr(row.get(k, missing)) for row in rows}) > 1]
-
-
-def _flatten(value: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, item in value.items():
-        if isinstance(item, dict) and item:
-            flat.update(_flatten(item, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = item
-    return flat
 
 
 class GridObserver:
@@ -172,18 +63,17 @@ class GridSummary:
 
 
 def run_grid(
-    configs: Sequence[RunConfig],
+    runs: Sequence[PlannedRun],
     store: ResultStore,
     *,
     force: bool = False,
     executor: Executor | None = None,
     observer: GridObserver | None = None,
 ) -> GridSummary:
-    """Run every config not yet done on `executor` (in this process by default) and record
+    """Run every planned run not yet done on `executor` (in this process by default) and record
     each outcome; stops cleanly on SIGINT/SIGTERM (see interrupt.py). The executor is closed."""
     executor = executor or InProcessExecutor()
     observer = observer or GridObserver()
-    runs, _ = plan_runs(configs)
     summary = GridSummary()
     started = time.perf_counter()
     todo = []
@@ -250,10 +140,10 @@ def _drive(
 
 
 def _record(store: ResultStore, run: PlannedRun, outcome: RunOutcome, summary: GridSummary) -> None:
+    config = run.config.model_dump(mode="json")
     if outcome.record is None:
-        config = run.config.model_dump(mode="json")
         store.write_failure(run.run_id, config, outcome.error, outcome.environment)
         summary.failed[run.run_id] = outcome.error_summary
     else:
-        store.write_run(run.run_id, outcome.record, outcome.environment)
+        store.write_run(run.run_id, config, outcome.record, outcome.environment)
         summary.done.append(run.run_id)

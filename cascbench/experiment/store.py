@@ -27,12 +27,16 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pydantic
 
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import RunConfig
+from cascbench.io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+    current_umask,
+)
 from cascbench.metrics import EVALUATOR_VERSION
 from cascbench.train import RunRecord
 
@@ -44,40 +48,6 @@ ERROR = "error.txt"
 RunState = Literal["done", "failed", "incomplete", "incompatible", "unreadable"]
 #: Folder states a report must not silently use.
 SUSPECT_STATES = ("incomplete", "incompatible", "unreadable")
-
-
-def _umask() -> int:
-    """The process's umask (reading it means setting it; it is put back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, value: object) -> None:
-    atomic_write_bytes(path, (json.dumps(value, indent=2, sort_keys=True) + "\n").encode())
-
-
-def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    sink = pa.BufferOutputStream()
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 @dataclass(frozen=True)
@@ -120,7 +90,7 @@ class ResultStore:
         """A hidden folder to fill; on success it replaces the run's folder in one rename."""
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.runs_dir, prefix=f".{run_id}."))
-        staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700, as for files above
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0700, as for files above
         try:
             yield staging
             target = self.run_dir(run_id)
@@ -130,15 +100,18 @@ class ResultStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def write_run(self, run_id: str, record: RunRecord, environment: dict | None = None) -> None:
-        """Write every file of a finished run, DONE last. environment: that of the process that
-        computed the run (this process's when None)."""
+    def write_run(
+        self, run_id: str, config: dict, record: RunRecord, environment: dict | None = None
+    ) -> None:
+        """Write every file of a finished run, DONE last. config: the resolved config whose id
+        is `run_id`, as JSON values; environment: that of the process that computed the run
+        (this process's when None)."""
         if environment is None:
             from cascbench.experiment.environment import environment as local_environment
 
             environment = local_environment(str(record.stats.get("device", "")) or None)
         with self._staged(run_id) as folder:
-            atomic_write_json(folder / "config.json", record.config)
+            atomic_write_json(folder / "config.json", config)
             atomic_write_json(folder / "environment.json", environment)
             atomic_write_json(
                 folder / "metrics.json", {"metrics": record.metrics, "stats": record.stats}

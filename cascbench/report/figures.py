@@ -23,7 +23,7 @@ from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cascbench.experiment.store import atomic_write_bytes
+from cascbench.io import atomic_write_bytes
 from cascbench.report.stats import t_interval_half_width
 from cascbench.report.sweeps import Sweep
 from cascbench.report.tables import LAST_METHODS, PAPER_METHOD_ORDER

@@ -1,0 +1,204 @@
+"""Planning a grid: an experiment expanded into runs, each resolved once, with its id and label.
+
+`plan_experiment` is the one planner: methods × grid combinations × seeds, each config resolved
+(method defaults filled in, hyper-parameters, setting and dataset checked) with errors that name
+where in the experiment they come from. `plan_runs` gives resolved configs their ids (computed once,
+from the resolved config, never resolved again), merges duplicates and labels the runs; the
+executor runs exactly the config whose id the store files it under.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+
+from cascbench.datasets import check_dataset
+from cascbench.errors import CascbenchError, closest, unknown_name_error
+from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig, resolved_run_id
+from cascbench.experiment.configfile import ExperimentFile, MethodVariant, describe_errors
+from cascbench.method import get_method_class
+from cascbench.settings import get_setting
+
+#: Top-level grid keys that are not a method's parameter.
+_SECTIONS = {"train": TrainConfig, "dataset": DatasetConfig}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run of a grid: its id, resolved config and a short label for progress lines."""
+
+    run_id: str
+    config: RunConfig
+    label: str
+
+
+def plan_runs(resolved: Sequence[RunConfig]) -> tuple[list[PlannedRun], int]:
+    """The runs of resolved configs (`RunConfig.resolved`) with their ids, in order, each id
+    once; returns (runs, duplicates dropped). Labels show the method, the fields that vary
+    across the grid, and the seed."""
+    unique: dict[str, RunConfig] = {}
+    for config in resolved:
+        unique.setdefault(resolved_run_id(config), config)
+    labels = run_labels(list(unique.values()))
+    runs = [
+        PlannedRun(run_id, config, label)
+        for (run_id, config), label in zip(unique.items(), labels, strict=True)
+    ]
+    return runs, len(resolved) - len(runs)
+
+
+def run_labels(configs: Sequence[RunConfig]) -> list[str]:
+    """ "lcron tau=20 lr=0.02 seed 1": a method's hyper-parameters that vary among its runs and
+    the other fields that vary across all runs (the seed always shown)."""
+    flat = [_flatten(c.model_dump(mode="json", exclude={"method_params", "seed"})) for c in configs]
+    varying = [k for k in _varying(flat) if k != "method"]
+    params_by_method: dict[str, list[dict]] = {}
+    for config in configs:
+        params_by_method.setdefault(config.method, []).append(config.method_params)
+    varying_params = {method: _varying(params) for method, params in params_by_method.items()}
+    labels = []
+    for config, values in zip(configs, flat, strict=True):
+        parts = [config.method]
+        parts += [
+            f"{k}={config.method_params[k]}"
+            for k in varying_params[config.method]
+            if k in config.method_params
+        ]
+        parts += [f"{k.rsplit('.', 1)[-1]}={values[k]}" for k in varying if k in values]
+        labels.append(" ".join(parts) + f" seed {config.seed}")
+    return labels
+
+
+def _varying(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The keys whose value (or presence) differs between rows, in first-seen order."""
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    missing = object()
+    return [k for k in keys if len({repr(row.get(k, missing)) for row in rows}) > 1]
+
+
+def _flatten(value: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        if isinstance(item, dict) and item:
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = item
+    return flat
+
+
+def plan_experiment(experiment: ExperimentFile, source: str) -> tuple[list[PlannedRun], int]:
+    """Every run of the grid, resolved once: methods × grid combinations × seeds (a method's grid
+    keys multiply that method's runs only); returns (runs, duplicates merged), as `plan_runs`."""
+    for index, variant in enumerate(experiment.methods):
+        _checked(f"{source}: methods[{index}]", lambda v=variant: get_method_class(v.name))
+    shared, per_method = _split_grid(experiment, source)
+    for setting in shared.get("setting", [experiment.setting]):
+        where = "grid.setting" if "setting" in shared else "setting"
+        _checked(f"{source}: {where}", lambda s=setting: get_setting(s))
+    base = experiment.model_dump(mode="json")
+    configs, datasets = [], {}
+    for index, variant in enumerate(experiment.methods):
+        own = per_method.get(variant.name, {})
+        keys = [*shared, *(f"{variant.name}.{p}" for p in own)]
+        for values in itertools.product(*shared.values(), *own.values()):
+            choice = dict(zip(keys, values, strict=True))
+            where = f"{source}: methods[{index}] ({variant.name})" + (
+                " with " + ", ".join(f"grid.{k}={v!r}" for k, v in choice.items()) if choice else ""
+            )
+            fields = _run_fields(base, variant, choice)
+            for seed in experiment.seeds:
+                config = _checked(where, lambda f=fields, s=seed: _resolved_config(f, s))
+                datasets.setdefault(config.dataset.model_dump_json(), (config.dataset, where))
+                configs.append(config)
+    for dataset, where in datasets.values():
+        _checked(where, lambda d=dataset: check_dataset(d))
+    return plan_runs(configs)
+
+
+def _split_grid(
+    experiment: ExperimentFile, source: str
+) -> tuple[dict[str, list[Any]], dict[str, dict[str, list[Any]]]]:
+    """Grid keys checked and split: (shared keys -> values, method -> {parameter -> values})."""
+    names = {v.name for v in experiment.methods}
+    shared: dict[str, list[Any]] = {}
+    per_method: dict[str, dict[str, list[Any]]] = {}
+    for key, values in experiment.grid.items():
+        head, _, rest = key.partition(".")
+        where = f"{source}: grid.{key}"
+        if key == "setting":
+            shared[key] = values
+        elif head in _SECTIONS and rest:
+            field = rest.split(".")[0]
+            fields = _SECTIONS[head].model_fields
+            if field not in fields:
+                raise CascbenchError(
+                    f"{where}: {unknown_name_error(f'{head} field', field, fields)}"
+                )
+            if rest.count(".") and not (head == "dataset" and field == "world_options"):
+                raise CascbenchError(f"{where}: {head}.{field} has no sub-keys.")
+            shared[key] = values
+        elif head in names and rest:
+            params = get_method_class(head).Params.model_fields
+            if rest not in params:
+                unknown = unknown_name_error(f"{head} parameter", rest, params)
+                raise CascbenchError(f"{where}: {unknown}")
+            fixed = [i for i, v in enumerate(experiment.methods) if rest in v.params]
+            if fixed:
+                raise CascbenchError(
+                    f"{where}: methods[{fixed[0]}] fixes {head}.{rest}; a parameter is either "
+                    f"fixed in methods or swept in grid."
+                )
+            per_method.setdefault(head, {})[rest] = values
+        else:
+            valid = ["setting", "train.<field>", "dataset.<field>", "<method>.<parameter>"]
+            hint = closest(head, [*names, *_SECTIONS])
+            raise CascbenchError(
+                f"{where}: not a grid key"
+                + (f" (did you mean {hint!r}?)" if hint else "")
+                + f". Grid keys are {', '.join(valid)}, for the methods {', '.join(sorted(names))}."
+            )
+    return shared, per_method
+
+
+def _run_fields(base: dict, variant: MethodVariant, choice: dict[str, Any]) -> dict[str, Any]:
+    """One run's config fields (seed aside): the experiment's, the variant's, the grid's."""
+    fields = {
+        "setting": base["setting"],
+        "dataset": copy.deepcopy(base["dataset"]),
+        "method": variant.name,
+        "method_params": dict(variant.params),
+        "train": dict(base["train"]),
+    }
+    for key, value in choice.items():
+        head, _, rest = key.partition(".")
+        if key == "setting":
+            fields["setting"] = value
+        elif head == variant.name:
+            fields["method_params"][rest] = value
+        elif rest.startswith("world_options."):
+            fields["dataset"]["world_options"][rest.removeprefix("world_options.")] = value
+        else:
+            fields[head][rest] = value
+    return fields
+
+
+def _resolved_config(fields: dict[str, Any], seed: int) -> RunConfig:
+    try:
+        config = RunConfig.model_validate({**fields, "seed": seed})
+    except pydantic.ValidationError as exc:
+        raise CascbenchError(describe_errors("", exc, RunConfig).removeprefix(": ")) from None
+    return config.resolved()
+
+
+def _checked(where: str, make: typing.Callable[[], Any]) -> Any:
+    """make(), with a CascbenchError's message prefixed by where it comes from."""
+    try:
+        return make()
+    except CascbenchError as exc:
+        raise CascbenchError(f"{where}: {exc}") from None

@@ -1,0 +1,88 @@
+"""Assembly: a synthetic world for a setting, in the canonical arrays (`CascadeData`)."""
+
+from __future__ import annotations
+
+import torch
+
+from cascbench.data import (
+    CANDIDATE_FIELDS,
+    CONTEXT_FIELDS,
+    ITEM_FIELDS,
+    CascadeData,
+    FeatureSchema,
+)
+from cascbench.datasets.synthetic.config import WorldConfig
+from cascbench.datasets.synthetic.entities import (
+    _build_histories,
+    _build_items,
+    _build_users,
+    _sample_requests,
+)
+from cascbench.datasets.synthetic.funnel import _labels, _run_funnel, resolve_funnel
+from cascbench.datasets.synthetic.utility import _utility
+from cascbench.settings import Setting
+
+# Day 0 is a Saturday, like RecFlow's first day (2024-01-13); weekday ids are 1 (Monday) .. 7.
+_FIRST_WEEKDAY = 5
+
+
+def _schema(config: WorldConfig) -> FeatureSchema:
+    """Vocabulary sizes = the largest id + 1 (id 0 is padding)."""
+    context = (7, 24, 60, config.n_users, config.n_devices, config.n_genders, config.n_ages,
+               config.n_provinces)  # fmt: skip
+    item = (config.n_items, config.n_authors, config.n_categories_level_two,
+            config.n_categories_level_one, config.n_upload_types)  # fmt: skip
+    candidate = (7, 24, 60)
+    return FeatureSchema(
+        context_fields=tuple((f, n + 1) for f, n in zip(CONTEXT_FIELDS, context, strict=True)),
+        item_fields=tuple((f, n + 1) for f, n in zip(ITEM_FIELDS, item, strict=True)),
+        candidate_fields=tuple(
+            (f, n + 1) for f, n in zip(CANDIDATE_FIELDS, candidate, strict=True)
+        ),
+    )
+
+
+def generate_world(setting: Setting, config: WorldConfig, seed: int = 0) -> CascadeData:
+    """Generate a synthetic world for `setting`: days * requests_per_day requests, ordered by day.
+
+    Arrays: context int32 [R, 8], sequence int32 [R, L, 5], sequence_mask bool [R, L], candidates
+    int32 [R, N, 8], label float32 [R, N], group int64 [R, N], mask bool [R, N], day and request_id
+    int64 [R], utility float32 [R, N] (0 on padding). The same (setting, config, seed) gives the
+    same bytes. Raises CascbenchError when the config does not fit the setting.
+    """
+    keep, noise = resolve_funnel(setting, config)
+    g = torch.Generator().manual_seed(seed)
+    items = _build_items(config, g)
+    users = _build_users(config, items, g)
+    history = _build_histories(config, users, items, g)
+    requests = _sample_requests(config, users, items, history, g)
+    utility = _utility(users, items, requests, g)
+    slot, rank = _run_funnel(setting, config, utility, keep, noise, g)
+
+    mask = slot >= 0
+    position = slot.clamp_min(0)
+    item = requests.pool.gather(1, position)
+    candidates = items.ids[item].masked_fill(~mask[:, :, None], 0)
+    true_utility = utility.total(config).gather(1, position).masked_fill(~mask, 0.0)
+    sequence = items.ids[requests.sequence.clamp_min(0), :5]
+    sequence = sequence.masked_fill(~requests.sequence_mask[:, :, None], 0)
+    weekday = (requests.day + _FIRST_WEEKDAY) % 7
+    context = torch.cat(
+        [torch.stack([weekday, requests.hour, requests.minute], 1) + 1, users.ids[requests.user]],
+        dim=1,
+    )
+    r = slot.shape[0]
+    return CascadeData(
+        setting_name=setting.name,
+        schema=_schema(config),
+        context=context.to(torch.int32),
+        sequence=sequence.to(torch.int32),
+        sequence_mask=requests.sequence_mask,
+        candidates=candidates.to(torch.int32),
+        label=_labels(setting, rank),
+        group=setting.slot_group.expand(r, -1).clone(),
+        mask=mask,
+        day=requests.day,
+        request_id=torch.arange(r),
+        utility=true_utility.float(),
+    )
