@@ -6,8 +6,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from cascbench.data import CascadeData
-from cascbench.errors import CascbenchError, validate_fields
 from cascbench.datasets.config import DatasetConfig
+from cascbench.errors import CascbenchError, validate_fields
 from cascbench.settings import get_setting
 
 if TYPE_CHECKING:
