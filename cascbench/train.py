@@ -31,7 +31,7 @@ from cascbench.data import CascadeData
 from cascbench.errors import CascbenchError, NonFiniteLossError
 from cascbench.method import LossOutput, Method, get_method
 from cascbench.metrics import EvalResult, counted_requests, evaluate
-from cascbench.models import build_stage_model
+from cascbench.models import ModelConfig, build_stage_model
 from cascbench.placement import DaySource, Placement
 from cascbench.settings import Setting
 from cascbench.train_config import TrainConfig
@@ -86,9 +86,14 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def build_cascade(setting: Setting, data: CascadeData) -> torch.nn.ModuleList:
-    """One stage model per stage, in cascade order; stages share no parameters."""
-    return torch.nn.ModuleList(build_stage_model(s.model, data.schema) for s in setting.stages)
+def build_cascade(
+    setting: Setting, data: CascadeData, model: ModelConfig | None = None
+) -> torch.nn.ModuleList:
+    """One stage model per stage, in cascade order; stages share no parameters. model: the
+    reference choices of the release (default) or clean options."""
+    return torch.nn.ModuleList(
+        build_stage_model(s.model, data.schema, model=model) for s in setting.stages
+    )
 
 
 def build_optimizers(
@@ -168,6 +173,7 @@ def fit(
     seed: int = 0,
     *,
     method_params: Mapping[str, Any] | None = None,
+    model: ModelConfig | None = None,
     progress: ProgressCallback | None = None,
 ) -> RunRecord:
     """Train a cascade for `setting` on `data` with `method` and evaluate it (the split and the
@@ -176,7 +182,9 @@ def fit(
     method: a Method built for `setting`, or a registered method's name (built here with
     `method_params`, after the stage models, so that the seed fixes both). seed: drives the
     models' initialisation and the shuffling; the evaluator's tie-breaking is `train.eval_seed`.
-    progress(step, total_steps) is called after every training step.
+    model: the stage models' options (default: the release's reference choices).
+    progress(step, total_steps) is called after every training step. Raises CascbenchError when
+    no training batch is left (every day smaller than a batch with `train.drop_last`).
     """
     train = train or TrainConfig()
     if method_params and not isinstance(method, str):
@@ -190,8 +198,19 @@ def fit(
         if kind == "test"
     }  # before training: it may refuse the run
 
+    steps_per_day = {
+        day: _steps(placement.day_size(day), train) for kind, day in schedule if kind == "train"
+    }
+    if sum(steps_per_day.values()) == 0:
+        sizes = sorted({placement.day_size(day) for day in steps_per_day})
+        raise CascbenchError(
+            f"no training batch: each training day's last partial batch is dropped (drop_last, "
+            f"as the release does), and days of {sizes} requests hold no full batch of "
+            f"batch_size={train.batch_size}. Use a smaller batch size or train.drop_last=false."
+        )
+
     torch.manual_seed(seed)  # model initialisation; shuffling has its own generator
-    models = build_cascade(setting, data).to(device)
+    models = build_cascade(setting, data, model).to(device)
     if isinstance(method, str):
         method = get_method(method, setting, **(method_params or {}))
     method = method.to(device)
@@ -206,11 +225,7 @@ def fit(
         loss=loss,
         loss_takes_step=loss_takes_step(method),
         generator=torch.Generator().manual_seed(seed),
-        total_steps=sum(
-            math.ceil(placement.day_size(day) / train.batch_size)
-            for kind, day in schedule
-            if kind == "train"
-        ),
+        total_steps=sum(steps_per_day[day] for kind, day in schedule if kind == "train"),
         progress=progress,
     )
 
@@ -224,7 +239,7 @@ def fit(
         source = placement.open_day(day)
         if kind == "train":
             _fit_day(run, source, day)
-            n_train += source.n_rows
+            n_train += min(_steps(source.n_rows, train) * train.batch_size, source.n_rows)
         else:
             result = _evaluate_day(run, source, test_counts[day])
             results.append((day, result, source.request_id(test_counts[day])))
@@ -289,7 +304,7 @@ def _fit_day(run: _Run, source: DaySource, day: int) -> None:
     run.models.train()
     shuffle = torch.randperm(source.n_rows, generator=run.generator)
     order = source.rows[shuffle.to(source.rows.device)]
-    for start in range(0, source.n_rows, batch_size):
+    for start in range(0, _steps(source.n_rows, run.train) * batch_size, batch_size):
         batch = source.batch(order[start : start + batch_size])
         step = {"step": len(run.history)} if run.loss_takes_step else {}
         out = run.loss(score(run.scorers, batch), batch.targets, **step)
@@ -307,6 +322,14 @@ def _fit_day(run: _Run, source: DaySource, day: int) -> None:
             _check_finite(run.history, ["total", *run.part_names], run.method.name)
         if run.progress is not None:
             run.progress(steps, run.total_steps)
+
+
+def _steps(n_rows: int, train: TrainConfig) -> int:
+    """Training steps over a day of `n_rows` requests: the last partial batch is dropped with
+    drop_last (the release's reference), else trained on."""
+    if train.drop_last:
+        return n_rows // train.batch_size
+    return math.ceil(n_rows / train.batch_size)
 
 
 def _evaluate_day(run: _Run, source: DaySource, count: int) -> EvalResult:

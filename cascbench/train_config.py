@@ -15,6 +15,13 @@ class TrainConfig(BaseModel):
     lr: float = Field(default=0.01, gt=0, description="Adam learning rate (every optimizer).")
     batch_size: int = Field(default=1024, ge=1, description="Requests per training step.")
     epochs: int = Field(default=1, ge=1, description="Passes over the training days.")
+    drop_last: bool = Field(
+        default=True,
+        description=(
+            "Drop each training day's last partial batch, as the release does (reference); "
+            "false trains on every request."
+        ),
+    )
     device: str = Field(
         default="auto", description="auto (CUDA when available), cpu, cuda or cuda:N."
     )

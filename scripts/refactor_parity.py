@@ -2,6 +2,8 @@
 
     python scripts/refactor_parity.py record parity.json   # on the code before the refactor
     python scripts/refactor_parity.py check parity.json    # after it: exit 1 on any difference
+    python scripts/refactor_parity.py check scripts/parity/refactor-baseline.json \
+        --set model=clean --set train.drop_last=false      # options that must reproduce it
 
 It runs a fixed set of `cascbench` commands (the demo, every method in two and three stages on the
 tiny world under both evaluation protocols, the streaming split, LCRON's ablations and the
@@ -53,13 +55,23 @@ COMMANDS: dict[str, list[str]] = {
 RUN_FILES = ("per_request.parquet", "curve.parquet", "per_day.parquet")
 
 
-def run_commands(results: Path, scratch: Path) -> None:
+def run_commands(results: Path, scratch: Path, assignments: list[str]) -> None:
     for name, args in COMMANDS.items():
         filled = [a.format(res=results, tmp=scratch) for a in args]
         if filled[0] == "run":
             filled += ["--results-dir", str(results)]
+            filled += [part for a in assignments for part in ("--set", a)]
         print(f"[parity] {name}: cascbench {' '.join(filled)}", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "cascbench", *filled], check=True)
+
+
+def _expand(assignment: str) -> list[str]:
+    """ "model=clean" -> one --set per clean stage-model option; anything else as given."""
+    if assignment != "model=clean":
+        return [assignment]
+    from cascbench.models.config import CLEAN_MODEL
+
+    return [f"model.{name}={value}" for name, value in CLEAN_MODEL.items()]
 
 
 def frame_hash(path: Path) -> str:
@@ -92,10 +104,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=["record", "check"])
     parser.add_argument("file", type=Path, help="the fingerprint file (JSON)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to every `cascbench run` (e.g. the options that reproduce older runs); "
+        "model=clean stands for every clean option of the stage models",
+    )
     args = parser.parse_args()
+    assignments = [a for item in args.set for a in _expand(item)]
     with tempfile.TemporaryDirectory() as tmp:
         results, scratch = Path(tmp, "results"), Path(tmp, "scratch")
-        run_commands(results, scratch)
+        run_commands(results, scratch, assignments)
         runs = fingerprint(results)
     if args.mode == "record":
         args.file.write_text(json.dumps(runs, indent=1, sort_keys=True) + "\n")

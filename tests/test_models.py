@@ -1,4 +1,7 @@
-"""Stage models (SPEC §6): shapes, split attention, masking, towers, equivariance, gradients."""
+"""Stage models (SPEC §6): shapes, split attention, masking, towers, equivariance, gradients.
+
+With the clean options (trainable id 0, masked mean, small init); the reference mode of §6.1 is
+tested in test_reference_models.py."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ import torch
 from cascbench.batch import Batch, Targets
 from cascbench.data import FeatureSchema
 from cascbench.errors import CascbenchError
-from cascbench.models import DIN, DSSM, MLP, build_stage_model
+from cascbench.models import DIN, DSSM, MLP, ModelConfig, build_stage_model
+from cascbench.models.config import CLEAN_MODEL
 from cascbench.models.din import _AttentionLogits
 from cascbench.models.embedding import EMBEDDING_INIT_STD, FieldEmbeddings, masked_mean
 from cascbench.settings import STAGE_MODELS
@@ -20,6 +24,7 @@ SCHEMA = FeatureSchema(
     candidate_fields=(("upload_weekday", 8), ("upload_hour", 25)),
 )
 B, N, L = 5, 6, 7
+CLEAN = ModelConfig(**CLEAN_MODEL)
 
 
 def make_batch(dtype: torch.dtype = torch.int64, seed: int = 0) -> Batch:
@@ -51,7 +56,7 @@ def make_batch(dtype: torch.dtype = torch.int64, seed: int = 0) -> Batch:
 def make_model(kind: str, dtype: torch.dtype = torch.float32, seed: int = 0) -> torch.nn.Module:
     """A model whose embeddings are unit-variance, so every input visibly moves the scores."""
     torch.manual_seed(seed)
-    model = build_stage_model(kind, SCHEMA)
+    model = build_stage_model(kind, SCHEMA, model=CLEAN)
     for group in field_groups(model):
         torch.nn.init.normal_(group.table.weight)
     return model.to(dtype)
@@ -128,7 +133,7 @@ def reference_mlp_scores(model: MLP, batch: Batch) -> torch.Tensor:
 @pytest.mark.parametrize("kind", STAGE_MODELS)
 @pytest.mark.parametrize("dtype", [torch.int32, torch.int64])
 def test_scores_are_float32_b_by_n(kind: str, dtype: torch.dtype) -> None:
-    scores = build_stage_model(kind, SCHEMA)(make_batch(dtype))
+    scores = build_stage_model(kind, SCHEMA, model=CLEAN)(make_batch(dtype))
     assert scores.shape == (B, N)
     assert scores.dtype == torch.float32
     assert torch.isfinite(scores).all()
@@ -141,16 +146,16 @@ def test_int32_and_int64_ids_give_the_same_scores(kind: str) -> None:
 
 
 def test_build_returns_the_kind_and_the_embedding_dim() -> None:
-    assert isinstance(build_stage_model("dssm", SCHEMA), DSSM)
-    assert isinstance(build_stage_model("mlp", SCHEMA), MLP)
-    model = build_stage_model("din", SCHEMA, embedding_dim=4)
+    assert isinstance(build_stage_model("dssm", SCHEMA, model=CLEAN), DSSM)
+    assert isinstance(build_stage_model("mlp", SCHEMA, model=CLEAN), MLP)
+    model = build_stage_model("din", SCHEMA, embedding_dim=4, model=CLEAN)
     assert isinstance(model, DIN)
     assert all(group.table.embedding_dim == 4 for group in field_groups(model))
 
 
 @pytest.mark.parametrize("kind", STAGE_MODELS)
 def test_one_table_per_field_in_schema_order(kind: str) -> None:
-    model = build_stage_model(kind, SCHEMA)
+    model = build_stage_model(kind, SCHEMA, model=CLEAN)
     fields = SCHEMA.context_fields + SCHEMA.item_fields + SCHEMA.candidate_fields
     tables = field_weights(model)
     assert list(tables) == [name for name, _ in fields]
@@ -188,7 +193,7 @@ def test_lookups_equal_one_table_per_field() -> None:
 @pytest.mark.parametrize("kind", STAGE_MODELS)
 def test_an_id_outside_its_fields_vocabulary_is_rejected(kind: str) -> None:
     batch = make_batch()
-    model = build_stage_model(kind, SCHEMA)
+    model = build_stage_model(kind, SCHEMA, model=CLEAN)
     # Both would silently read a neighbouring field's rows of the stored matrix.
     candidates = batch.candidates.clone()
     candidates[0, 0, 1] = 45  # author_id has ids 0..44; row 45 is category's first
@@ -202,7 +207,7 @@ def test_an_id_outside_its_fields_vocabulary_is_rejected(kind: str) -> None:
 
 def test_unknown_kind_names_the_valid_ones() -> None:
     with pytest.raises(CascbenchError) as error:
-        build_stage_model("dinn", SCHEMA)
+        build_stage_model("dinn", SCHEMA, model=CLEAN)
     for kind in STAGE_MODELS:
         assert repr(kind) in str(error.value) or kind in str(error.value)
 
@@ -210,11 +215,16 @@ def test_unknown_kind_names_the_valid_ones() -> None:
 def test_a_batch_of_another_schema_is_rejected() -> None:
     batch = make_batch()
     with pytest.raises(CascbenchError, match="candidates"):
-        build_stage_model("dssm", SCHEMA)(with_candidates(batch, batch.candidates[..., :3]))
+        build_stage_model("dssm", SCHEMA, model=CLEAN)(
+            with_candidates(batch, batch.candidates[..., :3])
+        )
 
 
 def test_models_share_no_parameters() -> None:
-    a, b = build_stage_model("din", SCHEMA), build_stage_model("din", SCHEMA)
+    a, b = (
+        build_stage_model("din", SCHEMA, model=CLEAN),
+        build_stage_model("din", SCHEMA, model=CLEAN),
+    )
     ids_a = {p.data_ptr() for p in a.parameters()}
     assert not ids_a & {p.data_ptr() for p in b.parameters()}
 

@@ -14,6 +14,8 @@ from cascbench.datasets import load_dataset
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.runner import train_run
+from cascbench.models import ModelConfig
+from cascbench.models.config import CLEAN_MODEL
 from cascbench.models.embedding import FieldEmbeddings
 from cascbench.placement import Placement
 from cascbench.train import build_cascade, build_optimizers, score
@@ -65,10 +67,11 @@ def test_rows_of_each_day_are_found_wherever_they_are(interleaved):
 
 def lcron_gradients(data, torch_lookup: bool) -> list[torch.Tensor]:
     """The gradients of one LCRON step; torch_lookup: through nn.Embedding, one lookup per id
-    array, as before the fast path (its own backward, two dense table gradients summed)."""
+    array, as before the fast path (its own backward, two dense table gradients summed). With
+    the clean options: the plain lookup knows no frozen padding rows nor level-one ids."""
     torch.manual_seed(0)
     setting = cb.get_setting("recflow-2stage")
-    models = build_cascade(setting, data)
+    models = build_cascade(setting, data, ModelConfig(**CLEAN_MODEL))
     if torch_lookup:
         for module in models.modules():
             if isinstance(module, FieldEmbeddings):

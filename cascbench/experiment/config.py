@@ -12,15 +12,18 @@ from cascbench.datasets.cache import cache_identity
 from cascbench.datasets.config import DatasetConfig
 from cascbench.method import get_method_class, validate_params
 from cascbench.metrics import EVALUATOR_VERSION
+from cascbench.models.config import CLEAN_MODEL, ModelConfig
 from cascbench.settings import get_setting
 from cascbench.train_config import TrainConfig
 
 __all__ = [
     "EXECUTION_ONLY_TRAIN_FIELDS",
     "DatasetConfig",
+    "ModelConfig",
     "RunConfig",
     "TrainConfig",
     "resolved_run_id",
+    "upgrade_stored_config",
 ]
 
 
@@ -31,7 +34,28 @@ EXECUTION_ONLY_TRAIN_FIELDS = frozenset({"device", "eval_batch_size", "data_plac
 #: from before they existed: a field holding that value is left out of the run id, so that
 #: adding a field does not change the id of every run already stored. (Compared with this
 #: recorded value, not the current default, so a changed default still gives new ids.)
-FIELDS_ADDED_LATER: dict[str, dict[str, Any]] = {"dataset": {"days": None}}
+#: The `model` section and `train.drop_last` came with the release's reference models; their
+#: recorded values are the choices cascbench made before, so earlier runs keep their ids when
+#: spelled with those clean options, and reference runs get new ids.
+FIELDS_ADDED_LATER: dict[str, dict[str, Any]] = {
+    "dataset": {"days": None},
+    "train": {"drop_last": False},
+    "model": dict(CLEAN_MODEL),
+}
+#: Sections added later: left out of the run id when every field in them was left out.
+SECTIONS_ADDED_LATER = frozenset({"model"})
+
+
+def upgrade_stored_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A config read back from the store with the fields it predates filled in with the values
+    that reproduce its run (FIELDS_ADDED_LATER), not with today's defaults."""
+    if not isinstance(config, dict):
+        return config  # not a config: validation says so where it is read
+    upgraded = {**config}
+    for section, fields in FIELDS_ADDED_LATER.items():
+        stored = config.get(section, {})
+        upgraded[section] = {**fields, **stored} if isinstance(stored, dict) else stored
+    return upgraded
 
 
 class RunConfig(BaseModel):
@@ -44,6 +68,7 @@ class RunConfig(BaseModel):
     method: str
     method_params: dict[str, Any] = Field(default_factory=dict)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
     seed: int = 0
 
     def resolved(self) -> RunConfig:
@@ -79,6 +104,8 @@ def resolved_run_id(config: RunConfig) -> str:
         for name, original in fields.items():
             if identity[section].get(name, original) == original:
                 identity[section].pop(name, None)
+        if section in SECTIONS_ADDED_LATER and not identity[section]:
+            del identity[section]
     identity["evaluator_version"] = EVALUATOR_VERSION
     identity["method_version"] = get_method_class(config.method).version
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))

@@ -6,10 +6,12 @@ setting: recflow-2stage
 dataset: {kind: synthetic, world: tiny, world_options: {noise_std: 0.5}, seed: 0}
 methods: [lcron, rankflow, {lcron: {no_e2e: true}}]    # names, or {name: {parameter: value}}
 train: {lr: 0.01, batch_size: 256, device: cpu, eval_protocol: clean}   # evaluation options too
+model: {embedding_init: small}                         # stage-model options (docs/models.md)
 seeds: 0-2                                             # or [0, 1, 2], or 3
 grid:                                                  # every combination of these values
   lcron.tau: [1, 20, 50]                               # a method's parameter: its runs only
   train.lr: [0.01, 0.001]                              # any training or evaluation field
+  model.sequence_pooling: [sum, masked_mean]           # any stage-model option
   dataset.world_options.noise_std: [0.5, 1.0]          # any dataset field or world option
   setting: [recflow-2stage, recflow-3stage]
 ```
@@ -35,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cascbench.errors import CascbenchError, closest, unknown_name_error
-from cascbench.experiment.config import DatasetConfig, TrainConfig
+from cascbench.experiment.config import DatasetConfig, ModelConfig, TrainConfig
 
 DEFAULT_METHODS = ("lcron", "rankflow", "bce")
 
@@ -74,6 +76,7 @@ class ExperimentFile(BaseModel):
         default_factory=lambda: [MethodVariant(name=n) for n in DEFAULT_METHODS], min_length=1
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2], min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
 

@@ -20,13 +20,19 @@ import pydantic
 
 from cascbench.datasets import check_dataset
 from cascbench.errors import CascbenchError, closest, unknown_name_error
-from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig, resolved_run_id
+from cascbench.experiment.config import (
+    DatasetConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    resolved_run_id,
+)
 from cascbench.experiment.configfile import ExperimentFile, MethodVariant, describe_errors
 from cascbench.method import get_method_class
 from cascbench.settings import get_setting
 
 #: Top-level grid keys that are not a method's parameter.
-_SECTIONS = {"train": TrainConfig, "dataset": DatasetConfig}
+_SECTIONS = {"train": TrainConfig, "dataset": DatasetConfig, "model": ModelConfig}
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,8 @@ def _split_grid(
                 )
             per_method.setdefault(head, {})[rest] = values
         else:
-            valid = ["setting", "train.<field>", "dataset.<field>", "<method>.<parameter>"]
+            valid = ["setting", "train.<field>", "dataset.<field>", "model.<field>"]
+            valid.append("<method>.<parameter>")
             hint = closest(head, [*names, *_SECTIONS])
             raise CascbenchError(
                 f"{where}: not a grid key"
@@ -174,6 +181,7 @@ def _run_fields(base: dict, variant: MethodVariant, choice: dict[str, Any]) -> d
         "method": variant.name,
         "method_params": dict(variant.params),
         "train": dict(base["train"]),
+        "model": dict(base["model"]),
     }
     for key, value in choice.items():
         head, _, rest = key.partition(".")

@@ -24,5 +24,6 @@ def train_run(
         config.train,
         config.seed,
         method_params=config.method_params,
+        model=config.model,
         progress=progress,
     )

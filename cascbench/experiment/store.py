@@ -30,7 +30,7 @@ import pandas as pd
 import pydantic
 
 from cascbench.errors import CascbenchError
-from cascbench.experiment.config import RunConfig
+from cascbench.experiment.config import RunConfig, upgrade_stored_config
 from cascbench.io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -212,7 +212,8 @@ class ResultStore:
             return planned
         for path in sorted(self.plans_dir.glob("*.json")):
             try:
-                planned.update(json.loads(path.read_text())["runs"])
+                runs = json.loads(path.read_text())["runs"]
+                planned.update({i: upgrade_stored_config(c) for i, c in runs.items()})
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 logger.warning("ignoring the unreadable plan %s: %s", path, exc)
         return planned
@@ -223,7 +224,7 @@ def _read_entry(folder: Path) -> RunEntry:
     run_id = folder.name
     done = (folder / DONE).exists()
     try:
-        config = json.loads((folder / "config.json").read_text())
+        config = upgrade_stored_config(json.loads((folder / "config.json").read_text()))
     except (OSError, ValueError) as exc:
         state: RunState = "unreadable" if done else "incomplete"
         return RunEntry(run_id, state, None, f"config.json: {exc}")

@@ -11,6 +11,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 
 from cascbench.batch import Batch
 from cascbench.data import FeatureSchema
+from cascbench.models.config import ModelConfig
 from cascbench.models.embedding import FeedForward, StageEmbeddings, split_linear
 
 
@@ -29,9 +30,10 @@ class DIN(nn.Module):
         embedding_dim: int = 8,
         attention_hidden: int = 80,
         hidden: Sequence[int] = (128, 128, 32),
+        model: ModelConfig | None = None,
     ) -> None:
         super().__init__()
-        self.embeddings = StageEmbeddings(schema, embedding_dim)
+        self.embeddings = StageEmbeddings(schema, embedding_dim, model)
         emb = self.embeddings
         # Linear(2 F d, H), ReLU, Linear(H, 1) on [s ‖ c]; `attention_logits` evaluates it split.
         self.attention = FeedForward([2 * emb.item_width, attention_hidden, 1])

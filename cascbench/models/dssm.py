@@ -9,22 +9,28 @@ from torch import nn
 
 from cascbench.batch import Batch
 from cascbench.data import FeatureSchema
+from cascbench.models.config import ModelConfig
 from cascbench.models.embedding import FeedForward, StageEmbeddings
 
 
 class DSSM(nn.Module):
     """Two towers; score[b, n] = user_tower(b) · item_tower(b, n).
 
-    User tower: [context embeddings ‖ mean of the valid sequence items' embeddings] -> MLP.
+    User tower: [context embeddings ‖ pooled sequence embeddings (`StageEmbeddings.user_input`)]
+    -> MLP.
     Item tower: [candidate item-field embeddings ‖ candidate-only field embeddings] -> MLP.
     The towers never see each other, so item vectors can be precomputed for retrieval.
     """
 
     def __init__(
-        self, schema: FeatureSchema, embedding_dim: int = 8, hidden: Sequence[int] = (128, 64, 32)
+        self,
+        schema: FeatureSchema,
+        embedding_dim: int = 8,
+        hidden: Sequence[int] = (128, 64, 32),
+        model: ModelConfig | None = None,
     ) -> None:
         super().__init__()
-        self.embeddings = StageEmbeddings(schema, embedding_dim)
+        self.embeddings = StageEmbeddings(schema, embedding_dim, model)
         user_width = self.embeddings.context_width + self.embeddings.item_width
         self.user_mlp = FeedForward([user_width, *hidden])
         self.item_mlp = FeedForward([self.embeddings.candidate_width, *hidden])

@@ -17,8 +17,11 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from cascbench.batch import Batch
 from cascbench.data import FeatureSchema
 from cascbench.errors import CascbenchError
+from cascbench.models.config import ModelConfig
 
-# A small normal init keeps an id that training rarely or never updates (one pass over millions
+#: The release's init: nn.Embedding's default N(0, 1) (SPEC §6.1).
+REFERENCE_INIT_STD = 1.0
+# The clean option `embedding_init="small"`. A small normal init keeps an id that training rarely or never updates (one pass over millions
 # of videos: most rows get a handful of updates, test-day videos none) close to a neutral zero
 # vector instead of unit-variance noise that would swamp the other fields. 0.01 is about one Adam
 # step at the paper's lr (0.01), so a row leaves its init as soon as it is trained. It also starts
@@ -35,11 +38,19 @@ class FieldEmbeddings(nn.Module):
     concatenation. At paper sizes DSSM's and MLP's forward + backward on a GPU are bound by
     launching kernels, and this cuts their time 2-3x.
 
-    Id 0 (padding or missing value) has an ordinary, trained row: padded sequence positions are
-    excluded by `sequence_mask`, not by their ids.
+    padding_ids: each field's padding id, whose row is zero and never trained (nn.Embedding's
+    `padding_idx`: the looked-up vector is multiplied by 0, so the row's gradient is exactly 0 and
+    Adam never moves it). None: every id, 0 included, is an ordinary trained row.
     """
 
-    def __init__(self, fields: Sequence[tuple[str, int]], dim: int) -> None:
+    def __init__(
+        self,
+        fields: Sequence[tuple[str, int]],
+        dim: int,
+        *,
+        init_std: float = EMBEDDING_INIT_STD,
+        padding_ids: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         self.names = tuple(name for name, _ in fields)
         self.dim = dim
@@ -47,7 +58,14 @@ class FieldEmbeddings(nn.Module):
         self.register_buffer("vocab", vocab, persistent=False)
         self.register_buffer("offsets", torch.cumsum(vocab, 0) - vocab, persistent=False)
         self.table = nn.Embedding(int(vocab.sum()), dim)
-        nn.init.normal_(self.table.weight, std=EMBEDDING_INIT_STD)
+        # Drawn again even at torch's own std of 1: every init option then consumes the same
+        # random numbers, and the layers built after the tables start alike.
+        nn.init.normal_(self.table.weight, std=init_std)
+        padding = None if padding_ids is None else torch.tensor(padding_ids, dtype=torch.long)
+        self.register_buffer("padding_ids", padding, persistent=False)
+        if padding is not None:
+            with torch.no_grad():
+                self.table.weight[self.offsets + padding] = 0.0
 
     def field_rows(self, name: str) -> slice:
         """The rows of `self.table.weight` that hold field `name`'s table."""
@@ -75,7 +93,15 @@ class FieldEmbeddings(nn.Module):
             rows.append((part + self.offsets[:k]).reshape(-1))
         flat = rows[0] if len(rows) == 1 else torch.cat(rows)
         vectors = _gather_rows(self.table.weight, flat).split([r.numel() for r in rows])
-        return [v.view(*part.shape[:-1], -1) for v, part in zip(vectors, ids, strict=True)]
+        if self.padding_ids is not None:
+            vectors = [
+                (
+                    v.view(*part.shape, self.dim)
+                    * (part != self.padding_ids[: part.shape[-1]])[..., None]
+                )
+                for v, part in zip(vectors, ids, strict=True)
+            ]
+        return [v.reshape(*part.shape[:-1], -1) for v, part in zip(vectors, ids, strict=True)]
 
 
 def _gather_rows(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -137,16 +163,57 @@ def _check_ids(ids: torch.Tensor, vocab: torch.Tensor, names: tuple[str, ...]) -
         )
 
 
-class StageEmbeddings(nn.Module):
-    """The id tables of one stage model: context fields, item fields and candidate-only fields."""
+#: The field whose ids the release keeps unshifted (SPEC §6.1), and its ids for padding there.
+LEVEL_ONE = "category_level_one"
+LEVEL_ONE_PADDING = {"candidate": 2, "sequence": 0}
 
-    def __init__(self, schema: FeatureSchema, dim: int) -> None:
+
+class StageEmbeddings(nn.Module):
+    """The id tables of one stage model: context fields, item fields and candidate-only fields.
+
+    model: the reference choices of the release or clean options (`ModelConfig`): the init, the
+    padding rows, the pooling of the sequence in `user_input`, and category_level_one's ids.
+    """
+
+    def __init__(self, schema: FeatureSchema, dim: int, model: ModelConfig | None = None) -> None:
         super().__init__()
         self.schema = schema
-        self.context = FieldEmbeddings(schema.context_fields, dim)
+        self.model = model = model or ModelConfig()
+        item_fields = schema.item_fields + schema.candidate_fields
+        names = [name for name, _ in item_fields]
         # Item fields first, so a sequence [.., F] uses the first F tables and a candidate
         # [.., F + E] all of them, in the array column order.
-        self.item = FieldEmbeddings(schema.item_fields + schema.candidate_fields, dim)
+        self.level_one = (
+            names.index(LEVEL_ONE)
+            if model.category_level_one == "unshifted" and LEVEL_ONE in names[: schema.n_item]
+            else None
+        )
+        init_std = REFERENCE_INIT_STD if model.embedding_init == "normal" else EMBEDDING_INIT_STD
+        frozen = model.padding == "frozen"
+        item_padding = [0] * len(names)
+        if self.level_one is not None:
+            item_padding[self.level_one] = LEVEL_ONE_PADDING["candidate"]
+        self.context = FieldEmbeddings(
+            schema.context_fields,
+            dim,
+            init_std=init_std,
+            padding_ids=[0] * schema.n_context if frozen else None,
+        )
+        self.item = FieldEmbeddings(
+            item_fields, dim, init_std=init_std, padding_ids=item_padding if frozen else None
+        )
+
+    def _item_ids(self, ids: torch.Tensor, role: str) -> torch.Tensor:
+        """The ids the tables see: with unshifted category_level_one, its canonical id c (raw + 1,
+        0 = padding) becomes the raw id c - 1, and padding the release's id for `role`."""
+        if self.level_one is None:
+            return ids
+        column = ids[..., self.level_one]
+        release = torch.where(column > 0, column - 1, LEVEL_ONE_PADDING[role])
+        return torch.cat(
+            [ids[..., : self.level_one], release.unsqueeze(-1), ids[..., self.level_one + 1 :]],
+            dim=-1,
+        )
 
     @property
     def context_width(self) -> int:
@@ -172,31 +239,37 @@ class StageEmbeddings(nn.Module):
         """[B, L, F * d], padded positions included (mask them with `batch.sequence_mask`)."""
         _check_width("sequence", batch.sequence, self.schema.n_item)
         _check_sequence_mask(batch)
-        return self.item(batch.sequence)
+        return self.item(self._item_ids(batch.sequence, "sequence"))
 
     def candidate_input(self, batch: Batch) -> torch.Tensor:
         """[B, N, (F + E) * d]: the item fields' embeddings, then the candidate-only fields'."""
         _check_width("candidates", batch.candidates, self.schema.n_candidate)
-        return self.item(batch.candidates)
+        return self.item(self._item_ids(batch.candidates, "candidate"))
 
     def item_inputs(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """(`sequence_input`, `candidate_input`) of the batch from one gather of the item table."""
         _check_width("sequence", batch.sequence, self.schema.n_item)
         _check_width("candidates", batch.candidates, self.schema.n_candidate)
         _check_sequence_mask(batch)
-        sequence, candidates = self.item.lookup(batch.sequence, batch.candidates)
+        sequence, candidates = self.item.lookup(
+            self._item_ids(batch.sequence, "sequence"),
+            self._item_ids(batch.candidates, "candidate"),
+        )
         return sequence, candidates
 
     def user_input(self, batch: Batch, sequence: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, (C + F) * d]: context embeddings ‖ mean of the valid sequence items' embeddings.
+        """[B, (C + F) * d]: context embeddings ‖ the pooled sequence: the sum of all L rows'
+        embeddings, padded rows included (reference), or the mean of the valid rows'.
 
         sequence: the batch's `sequence_input` when the caller already has it.
         """
         if sequence is None:
             sequence = self.sequence_input(batch)
-        return torch.cat(
-            [self.context_input(batch), masked_mean(sequence, batch.sequence_mask)], dim=-1
-        )
+        if self.model.sequence_pooling == "sum":
+            pooled = sequence.sum(1)
+        else:
+            pooled = masked_mean(sequence, batch.sequence_mask)
+        return torch.cat([self.context_input(batch), pooled], dim=-1)
 
 
 def _check_sequence_mask(batch: Batch) -> None:

@@ -9,22 +9,27 @@ from torch import nn
 
 from cascbench.batch import Batch
 from cascbench.data import FeatureSchema
+from cascbench.models.config import ModelConfig
 from cascbench.models.embedding import FeedForward, StageEmbeddings
 
 
 class MLP(nn.Module):
     """score = MLP([DSSM's user input ‖ candidate input]) with hidden sizes 128-64-32 and one logit.
 
-    User input: context embeddings ‖ mean of the valid sequence items' embeddings; candidate input:
+    User input: context embeddings ‖ pooled sequence embeddings (as DSSM's); candidate input:
     item-field ‖ candidate-only field embeddings. Unlike DSSM, the user and the candidate interact
     from the first layer on.
     """
 
     def __init__(
-        self, schema: FeatureSchema, embedding_dim: int = 8, hidden: Sequence[int] = (128, 64, 32)
+        self,
+        schema: FeatureSchema,
+        embedding_dim: int = 8,
+        hidden: Sequence[int] = (128, 64, 32),
+        model: ModelConfig | None = None,
     ) -> None:
         super().__init__()
-        self.embeddings = StageEmbeddings(schema, embedding_dim)
+        self.embeddings = StageEmbeddings(schema, embedding_dim, model)
         width = (
             self.embeddings.context_width
             + self.embeddings.item_width
