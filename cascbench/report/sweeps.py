@@ -48,14 +48,16 @@ def _is_number(value: object) -> bool:
 
 
 def _parameters(group: pd.DataFrame) -> pd.DataFrame:
-    """One column per method hyper-parameter and per training field (without "train.")."""
+    """One column per method hyper-parameter, training field and stage-model option (without
+    "train." or "model.")."""
     # object dtype keeps None (e.g. fixed_weight=None) and Python scalars (json.dumps refuses
     # NumPy integers).
     params = pd.DataFrame(
         [json.loads(p) for p in group["method_params"]], index=group.index, dtype=object
     )
-    train = group[[c for c in group.columns if c.startswith("train.")]].astype(object)
-    return pd.concat([params, train.rename(columns=lambda c: c.removeprefix("train."))], axis=1)
+    conditions = [c for c in group.columns if c.startswith(("train.", "model."))]
+    train = group[conditions].astype(object).rename(columns=lambda c: c.split(".", 1)[1])
+    return pd.concat([params, train], axis=1)
 
 
 def _sort_key(value: object) -> tuple:

@@ -17,11 +17,17 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from cascbench.errors import CascbenchError, unknown_name_error
-from cascbench.experiment.config import EXECUTION_ONLY_TRAIN_FIELDS, RunConfig, TrainConfig
+from cascbench.experiment.config import (
+    EXECUTION_ONLY_TRAIN_FIELDS,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from cascbench.experiment.store import StoredRun
 from cascbench.settings import get_setting
 
 TRAIN_DEFAULTS = TrainConfig().model_dump(mode="json")
+MODEL_DEFAULTS = ModelConfig().model_dump(mode="json")
 
 #: Row order of the paper's tables; other methods follow alphabetically.
 PAPER_METHOD_ORDER = ("bce", "icc", "rankflow", "fs_ranknet", "fs_lambdaloss", "arf", "arf_v2")
@@ -34,7 +40,8 @@ class SummaryTable:
     """One table: rows are method variants, columns metrics; mean, std (ddof 1) and n per cell.
 
     runs: the table's runs (one row each: variant, method, method_params, seed, run_id, metrics).
-    train: the training fields shared by every run of the table that differ from the defaults.
+    train: the training fields and stage-model options shared by every run of the table that
+    differ from the defaults.
     """
 
     setting: str
@@ -97,8 +104,8 @@ def dataset_label(config: dict) -> str:
 
 def runs_frame(runs: list[StoredRun]) -> pd.DataFrame:
     """One row per run: setting, dataset, method, its changed hyper-parameters, its resolved
-    hyper-parameters as JSON ("method_params"), every training field ("train.<name>"), seed,
-    run_id, then every metric."""
+    hyper-parameters as JSON ("method_params"), every training field ("train.<name>") and
+    stage-model option ("model.<name>"), seed, run_id, then every metric."""
     if not runs:
         raise CascbenchError(
             "the results folder holds no finished run (no run folder with a DONE marker). "
@@ -121,6 +128,10 @@ def runs_frame(runs: list[StoredRun]) -> pd.DataFrame:
                 "method_changes": ", ".join(_method_changes(run.config)),
                 "method_params": json.dumps(run.config["method_params"], sort_keys=True),
                 **train,
+                **{
+                    f"model.{k}": v
+                    for k, v in {**MODEL_DEFAULTS, **run.config.get("model", {})}.items()
+                },
                 "seed": run.config["seed"],
                 "run_id": run.run_id,
                 **run.metrics,
@@ -149,7 +160,9 @@ def select_setting(frame: pd.DataFrame, setting: str | None) -> pd.DataFrame:
 def metric_columns(frame: pd.DataFrame) -> list[str]:
     """The metric columns recorded in `frame` (with at least one value)."""
     names = [
-        c for c in frame.columns if ("/" in c and not c.startswith("train.")) or c == "joint_recall"
+        c
+        for c in frame.columns
+        if ("/" in c and not c.startswith(("train.", "model."))) or c == "joint_recall"
     ]
     return [c for c in names if frame[c].notna().any()]
 
@@ -204,12 +217,15 @@ def _variant_label(row: pd.Series) -> str:
 
 
 def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> list[SummaryTable]:
-    """Tables of mean ± std over seeds, one per (setting, dataset, training fields that vary).
+    """Tables of mean ± std over seeds, one per (setting, dataset, training fields and
+    stage-model options that vary).
 
     metrics: the columns to show (see `resolve_metrics`).
     """
-    # In TrainConfig's order (lr, batch_size, ...), whatever the order of the stored JSON.
-    train_columns = [f"train.{k}" for k in TRAIN_DEFAULTS if f"train.{k}" in frame.columns]
+    # In TrainConfig's then ModelConfig's order, whatever the order of the stored JSON.
+    defaults = {f"train.{k}": v for k, v in TRAIN_DEFAULTS.items()}
+    defaults |= {f"model.{k}": v for k, v in MODEL_DEFAULTS.items()}
+    train_columns = [c for c in defaults if c in frame.columns]
     tables = []
     for (setting, dataset), group in frame.groupby(["setting", "dataset"], sort=True):
         columns = resolve_metrics(group, setting, metrics)
@@ -218,9 +234,9 @@ def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> list[Sum
         parts = group.groupby(varying, sort=True) if varying else [((), group)]
         for _, part in parts:
             train = {
-                c.removeprefix("train."): part[c].iloc[0]
+                c.split(".", 1)[1]: part[c].iloc[0]
                 for c in train_columns
-                if part[c].iloc[0] != TRAIN_DEFAULTS[c.removeprefix("train.")]
+                if part[c].iloc[0] != defaults[c]
             }
             by_variant = part.groupby("variant", sort=True)[columns]
             methods = dict(zip(part["variant"], part["method"], strict=True))
