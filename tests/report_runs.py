@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
+from cascbench.experiment.config import DatasetConfig, ModelConfig, RunConfig, TrainConfig
 from cascbench.experiment.store import DONE, ResultStore
 from cascbench.io import atomic_write_bytes, atomic_write_json, atomic_write_parquet
 
@@ -45,6 +45,7 @@ def write_run(
     setting: str = "recflow-2stage",
     params: dict | None = None,
     train: dict | None = None,
+    model: dict | None = None,
     world: str = "tiny",
     per_request: pd.DataFrame | None = None,
     curve: pd.DataFrame | None = None,
@@ -57,6 +58,7 @@ def write_run(
         method=method,
         method_params=params or {},
         train=TrainConfig(**(train or {})),
+        model=ModelConfig(**(model or {})),
         dataset=DatasetConfig(world=world),
         seed=seed,
     ).resolved()

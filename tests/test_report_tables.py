@@ -1,6 +1,7 @@
 """Tables on hand-made runs whose bold, underline, marks and Improv. row are known in advance;
 every output format written and parsed back."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -15,10 +16,11 @@ from typer.testing import CliRunner
 
 from cascbench.cli import app
 from cascbench.experiment.store import ResultStore
+from cascbench.models.config import CLEAN_MODEL
 from cascbench.report.build import ReportOptions, build_report
 from cascbench.report.compare import CompareOptions, compare
 from cascbench.report.loading import RunFiles
-from cascbench.report.tables import SummaryTable, runs_frame, variant_order
+from cascbench.report.tables import SummaryTable, runs_frame, summarize, variant_order
 
 runner = CliRunner()
 
@@ -378,3 +380,46 @@ def test_variants_of_a_method_are_ordered_by_their_numbers_not_their_spelling():
         "lcron[tau=100.0]",
         "lcron[tau=1000.0]",
     ]
+
+
+def test_stage_model_options_split_tables_like_training_fields(tmp_path):
+    """Runs of the reference models and of a clean option are never averaged into one row."""
+    for seed in range(2):
+        write_run(tmp_path, "bce", seed, two_stage_metrics(0.70 + 0.01 * seed))
+        write_run(
+            tmp_path,
+            "bce",
+            seed,
+            two_stage_metrics(0.80 + 0.01 * seed),
+            model={"embedding_init": "small"},
+        )
+    tables = summarize(runs_frame(ResultStore(tmp_path).finished_runs()), ["joint_recall"])
+    by_title = {t.title: t for t in tables}
+    assert sorted(by_title) == [
+        "recflow-2stage on synthetic:tiny",
+        "recflow-2stage on synthetic:tiny (embedding_init=small)",
+    ]
+    reference = by_title["recflow-2stage on synthetic:tiny"]
+    assert reference.n.loc["bce", "joint_recall"] == 2
+    assert reference.mean.loc["bce", "joint_recall"] == pytest.approx(0.705)
+
+
+def test_runs_stored_before_the_model_section_read_as_the_clean_options(tmp_path):
+    """A config.json without `model` and `train.drop_last` (written by an earlier version) keeps
+    its id and is reported with the options that reproduce it, not as a reference run."""
+    run_id = write_run(
+        tmp_path,
+        "bce",
+        0,
+        two_stage_metrics(0.7),
+        train={"drop_last": False},
+        model=dict(CLEAN_MODEL),
+    )
+    config_file = ResultStore(tmp_path).run_dir(run_id) / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["model"], config["train"]["drop_last"]
+    config_file.write_text(json.dumps(config))
+    (entry,) = ResultStore(tmp_path).entries()
+    assert entry.state == "done"  # its id is what this version computes for its config
+    (table,) = summarize(runs_frame(ResultStore(tmp_path).finished_runs()), ["joint_recall"])
+    assert "embedding_init=small" in table.title and "drop_last=False" in table.title
