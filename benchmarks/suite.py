@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         prepare_world(json.loads(args.prepare))
         return
 
-    from cascbench.train import resolve_device
+    from cascbench.placement import resolve_device
 
     device = str(resolve_device(args.device))  # refuses cuda without a GPU, with the reason
     if args.threads:

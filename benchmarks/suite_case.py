@@ -28,11 +28,10 @@ from cascbench.data import CascadeData, FeatureSchema
 from cascbench.datasets import load_dataset
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.runner import train_run
-from cascbench.placement import Placement
+from cascbench.placement import Placement, resolve_device
 from cascbench.train import (
     build_cascade,
     build_optimizers,
-    resolve_device,
     score,
     scorers_and_loss,
     zero_gradients,

@@ -18,6 +18,7 @@ import torch
 
 from cascbench.batch import Batch, Targets
 from cascbench.data import CascadeData
+from cascbench.errors import CascbenchError
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,21 @@ WHOLE_SHARE = 0.1
 DAY_SHARE = 0.25
 #: An explicit "whole" or "day" is honoured up to this share; beyond, it falls back to streaming.
 EXPLICIT_SHARE = 0.8
+
+
+def resolve_device(device: str) -> torch.device:
+    """ "auto" means CUDA when available; anything else must be a valid, available torch device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise CascbenchError(
+            f"device {device!r} is not valid; use auto, cpu, cuda or cuda:N."
+        ) from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise CascbenchError(f"device {device!r} was asked for but CUDA is not available.")
+    return resolved
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from cascbench.errors import CascbenchError, NonFiniteLossError
 from cascbench.method import LossOutput, Method, get_method
 from cascbench.metrics import EvalResult, counted_requests, evaluate
 from cascbench.models import ModelConfig, build_stage_model
-from cascbench.placement import DaySource, Placement
+from cascbench.placement import DaySource, Placement, resolve_device
 from cascbench.settings import Setting
 from cascbench.train_config import TrainConfig
 
@@ -69,21 +69,6 @@ class RunRecord:
     curve: dict[str, list[float]]
     stats: dict[str, float | int | str] = field(default_factory=dict)
     per_day: dict[str, list[float]] = field(default_factory=dict)
-
-
-def resolve_device(device: str) -> torch.device:
-    """ "auto" means CUDA when available; anything else must be a valid, available torch device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise CascbenchError(
-            f"device {device!r} is not valid; use auto, cpu, cuda or cuda:N."
-        ) from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise CascbenchError(f"device {device!r} was asked for but CUDA is not available.")
-    return resolved
 
 
 def build_cascade(
