@@ -20,14 +20,16 @@ from concurrent.futures import ProcessPoolExecutor
 import yaml
 
 
-def _run(job: tuple[str, dict, int, str, int]) -> dict:
-    base, options, seed, setting_name, threads = job
+def _run(job: tuple[str, dict, int, str, int, bool]) -> dict:
+    base, options, seed, setting_name, threads, clean = job
     import torch
 
     torch.set_num_threads(threads)
     from cascbench.datasets import load_dataset
     from cascbench.datasets.config import DatasetConfig
     from cascbench.metrics import ground_truth
+    from cascbench.models import ModelConfig
+    from cascbench.models.config import CLEAN_MODEL
     from cascbench.settings import get_setting
     from cascbench.train import fit
     from cascbench.train_config import TrainConfig
@@ -35,7 +37,10 @@ def _run(job: tuple[str, dict, int, str, int]) -> dict:
     dataset = DatasetConfig(world=base, world_options=options)
     data = load_dataset(dataset, setting_name)
     setting = get_setting(setting_name)
-    record = fit(setting, data, "bce", TrainConfig(device="cpu"), seed)
+    # The clean stage models are those the world was calibrated with (docs/worlds.md).
+    model = ModelConfig(**CLEAN_MODEL) if clean else ModelConfig()
+    train = TrainConfig(device="cpu", drop_last=not clean)
+    record = fit(setting, data, "bce", train, seed, model=model)
     # Agreement of the logged last stage (group 0) with the true top-K among the candidates.
     test = data.rows_of_days([data.days()[-1]])
     targets = data.targets(test)
@@ -65,6 +70,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2, help="torch threads per job.")
+    parser.add_argument(
+        "--clean-models",
+        action="store_true",
+        help="BCE with the clean stage-model options (docs/models.md), as the calibration ran; "
+        "default: the reference models.",
+    )
     args = parser.parse_args()
 
     fixed = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
@@ -79,6 +90,7 @@ def main() -> None:
             int(seed),
             args.setting,
             args.threads,
+            args.clean_models,
         )
         for combo in itertools.product(*axes.values())
         for seed in args.seeds.split(",")
