@@ -1,6 +1,7 @@
 """The table of docs/models.md from the runs of `scripts/reference_models.sh`: joint recall of
 the reference mode and of each clean option, per method, with the difference from the reference
-(paired by seed, two-sided paired t-test; with 3 seeds only large differences can show).
+(paired by seed, two-sided paired t-test; with 3 seeds only large differences can show). The
+reference row is over every seed it has; each difference over the seeds both rows have.
 
     python scripts/reference_models_table.py /tmp/reference-models/runs > table.md
 """
@@ -62,11 +63,13 @@ def main() -> int:
     for name in variants:
         cells = []
         for method in METHODS:
-            values = frame.loc[(name, method)].to_numpy()
+            row = frame.loc[(name, method)].dropna()
+            values = row.to_numpy()
             cell = f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
             if name != "reference":
-                diff = values - frame.loc[("reference", method)].to_numpy()
-                p = stats.ttest_rel(values, frame.loc[("reference", method)]).pvalue
+                reference = frame.loc[("reference", method)][row.index].to_numpy()  # same seeds
+                diff = values - reference
+                p = stats.ttest_rel(values, reference).pvalue
                 p_text = "identical" if np.all(diff == 0) else f"p = {p:.3f}"
                 cell += f" ({diff.mean():+.4f}, {p_text})"
             cells.append(cell)
