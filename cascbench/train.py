@@ -258,12 +258,20 @@ def fit(
 
 
 def _schedule(days: list[int], split: str, epochs: int) -> list[tuple[str, int]]:
-    """("train" | "test", day) events in order.
+    """("train" | "test", day) events in order ("test": the day evaluated).
 
-    last-day: `epochs` passes over every day but the last, then the last is tested. streaming:
-    day t >= 1 is tested with the models trained on days < t, then trained on (the last day is
-    only tested), in one pass.
+    last-day: `epochs` passes over every day but the last, then the last is tested. validation:
+    the same with the last day left out, so the day before it is evaluated and the test day is
+    not. streaming: day t >= 1 is tested with the models trained on days < t, then trained on
+    (the last day is only tested), in one pass.
     """
+    if split == "validation":
+        if len(days) < 3:
+            raise CascbenchError(
+                f"the validation split needs at least 3 days (training days, the validation day, "
+                f"the test day it never evaluates); the dataset has {len(days)}."
+            )
+        return _schedule(days[:-1], "last-day", epochs)
     if len(days) < 2:
         raise CascbenchError(f"the dataset has {len(days)} day(s); training needs at least 2.")
     if split == "last-day":

@@ -28,11 +28,13 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(default=4096, ge=1, description="Requests per inference batch.")
     eval_seed: int = Field(default=1024, description="Seed of the evaluator's tie-breaking.")
     kendall: bool = Field(default=False, description="Also compute Kendall τ-b per stage.")
-    split: Literal["last-day", "streaming"] = Field(
+    split: Literal["last-day", "streaming", "validation"] = Field(
         default="last-day",
         description=(
             "'last-day': train on every day but the last, test on the last. 'streaming': each day "
-            "t is tested after training on all days before t (the paper's Figure 2)."
+            "t is tested after training on all days before t (the paper's Figure 2). "
+            "'validation': train on every day but the last two and evaluate on the one before the "
+            "last (the validation day, for tuning); the last (test) day is never evaluated."
         ),
     )
     eval_protocol: Literal["clean", "release"] = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -162,6 +163,27 @@ def test_day_one_of_the_streaming_split_sees_a_model_trained_on_day_zero_only(da
     two_days = train_run(config(), only_two_days)  # train on day 0, test day 1
     for name, value in two_days.metrics.items():
         assert streaming.per_day[name][0] == pytest.approx(value, abs=1e-12)
+
+
+def test_validation_split_evaluates_the_day_before_the_last_and_never_the_test_day(data):
+    validation = train_run(config("lcron", split="validation"), data)
+    without_test_day = train_run(config("lcron"), data.subset(data.day < 2))
+    assert validation.metrics == without_test_day.metrics
+    assert validation.curve == without_test_day.curve
+    assert (validation.request_id == data.request_id[data.day == 1].numpy()).all()
+    # Poisoning the test day's labels and true utility changes nothing: it is never evaluated.
+    test_day = (data.day == 2).unsqueeze(-1)
+    poisoned = dataclasses.replace(
+        data,
+        label=data.label.masked_fill(test_day, torch.nan),
+        utility=data.utility.masked_fill(test_day, torch.nan),
+    )
+    assert train_run(config("lcron", split="validation"), poisoned).metrics == validation.metrics
+
+
+def test_validation_split_needs_three_days(data):
+    with pytest.raises(CascbenchError, match=r"validation split needs at least 3 days.*has 2"):
+        train_run(config(split="validation"), data.subset(data.day < 2))
 
 
 def test_streaming_split_refuses_several_epochs(data):

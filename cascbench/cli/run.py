@@ -111,8 +111,9 @@ def run(
     split: Annotated[
         str | None,
         typer.Option(
-            help="last-day (default: test on the last day) or streaming (test each day after "
-            "training on the days before it)."
+            help="last-day (default: test on the last day), streaming (test each day after "
+            "training on the days before it) or validation (train on all days but the last two, "
+            "evaluate the one before the last; the test day is never evaluated)."
         ),
     ] = None,
     eval_protocol: Annotated[
