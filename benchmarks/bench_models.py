@@ -2,6 +2,7 @@
 
     python benchmarks/bench_models.py                  # CPU, B=1024, N=40, L=50
     python benchmarks/bench_models.py --device cuda    # also reports peak GPU memory
+    python benchmarks/bench_models.py --model clean    # the clean options (docs/models.md)
 
 Ids are uniform over a RecFlow-like schema (8 context fields, 5 item fields, 3 upload-time fields).
 The id tables' sizes matter to the backward pass (each table gets a dense gradient), so the two big
@@ -18,7 +19,8 @@ import torch
 
 from cascbench.batch import Batch, Targets
 from cascbench.data import FeatureSchema
-from cascbench.models import build_stage_model
+from cascbench.models import ModelConfig, build_stage_model
+from cascbench.models.config import CLEAN_MODEL
 from cascbench.settings import STAGE_MODELS
 
 
@@ -81,7 +83,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--model",
+        choices=["reference", "clean"],
+        default="reference",
+        help="the stage models' reference mode (default) or every clean option (docs/models.md)",
+    )
     args = parser.parse_args()
+    options = ModelConfig(**CLEAN_MODEL) if args.model == "clean" else ModelConfig()
 
     torch.manual_seed(0)
     schema = recflow_like_schema(args.users, args.videos)
@@ -89,11 +98,12 @@ def main() -> None:
     print(
         f"B={args.batch} N={args.candidates} L={args.length} device={args.device} "
         f"threads={torch.get_num_threads()} torch={torch.__version__} "
-        f"users={args.users} videos={args.videos}; median of {args.repeats}, ms per batch"
+        f"users={args.users} videos={args.videos} model={args.model}; median of "
+        f"{args.repeats}, ms per batch"
     )
     print(f"{'model':6} {'forward':>10} {'fwd+bwd':>10} {'peak MB':>10}")
     for kind in STAGE_MODELS:
-        model = build_stage_model(kind, schema).to(args.device)
+        model = build_stage_model(kind, schema, model=options).to(args.device)
 
         def forward(model: torch.nn.Module = model) -> None:
             with torch.no_grad():
