@@ -21,11 +21,12 @@ from cascbench.models.config import ModelConfig
 
 #: The release's init: nn.Embedding's default N(0, 1) (SPEC §6.1).
 REFERENCE_INIT_STD = 1.0
-# The clean option `embedding_init="small"`. A small normal init keeps an id that training rarely or never updates (one pass over millions
-# of videos: most rows get a handful of updates, test-day videos none) close to a neutral zero
-# vector instead of unit-variance noise that would swamp the other fields. 0.01 is about one Adam
-# step at the paper's lr (0.01), so a row leaves its init as soon as it is trained. It also starts
-# DIN's attention near uniform (mean pooling) and every stage near a constant score.
+# The clean option `embedding_init="small"`. A small normal init keeps an id that training rarely
+# or never updates (one pass over millions of videos: most rows get a handful of updates,
+# test-day videos none) close to a neutral zero vector instead of unit-variance noise that would
+# swamp the other fields. 0.01 is about one Adam step at the paper's lr (0.01), so a row leaves
+# its init as soon as it is trained. It also starts DIN's attention near uniform (mean pooling)
+# and every stage near a constant score.
 EMBEDDING_INIT_STD = 0.01
 
 
