@@ -1,22 +1,40 @@
-"""cascbench: train and compare multi-stage cascade ranking methods on RecFlow and synthetic worlds."""
+"""cascbench: train and compare multi-stage cascade ranking methods on RecFlow and synthetic worlds.
 
-from cascbench.batch import Batch, Targets
-from cascbench.data import CascadeData, FeatureSchema
-from cascbench.errors import CascbenchError
-from cascbench.method import (
-    LossOutput,
-    Method,
-    MethodParams,
-    get_method,
-    list_methods,
-    register_method,
-)
-from cascbench.metrics import EvalResult, evaluate
-from cascbench.settings import Group, Setting, Stage, get_setting, list_settings
-from cascbench.train import RunRecord, fit
-from cascbench.train_config import TrainConfig
+The public names below are imported on first use (PEP 562), so that `import cascbench` and the
+command line's help do not pay for importing torch until something needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_PUBLIC = {
+    "Batch": "cascbench.batch",
+    "Targets": "cascbench.batch",
+    "CascadeData": "cascbench.data",
+    "FeatureSchema": "cascbench.data",
+    "CascbenchError": "cascbench.errors",
+    "LossOutput": "cascbench.method",
+    "Method": "cascbench.method",
+    "MethodParams": "cascbench.method",
+    "get_method": "cascbench.method",
+    "list_methods": "cascbench.method",
+    "register_method": "cascbench.method",
+    "EvalResult": "cascbench.metrics",
+    "evaluate": "cascbench.metrics",
+    "Group": "cascbench.settings",
+    "Setting": "cascbench.settings",
+    "Stage": "cascbench.settings",
+    "get_setting": "cascbench.settings",
+    "list_settings": "cascbench.settings",
+    "RunRecord": "cascbench.train",
+    "fit": "cascbench.train",
+    "TrainConfig": "cascbench.train_config",
+}
 
 __all__ = [
     "Batch",
@@ -42,3 +60,32 @@ __all__ = [
     "list_settings",
     "register_method",
 ]
+
+if TYPE_CHECKING:
+    from cascbench.batch import Batch, Targets
+    from cascbench.data import CascadeData, FeatureSchema
+    from cascbench.errors import CascbenchError
+    from cascbench.method import (
+        LossOutput,
+        Method,
+        MethodParams,
+        get_method,
+        list_methods,
+        register_method,
+    )
+    from cascbench.metrics import EvalResult, evaluate
+    from cascbench.settings import Group, Setting, Stage, get_setting, list_settings
+    from cascbench.train import RunRecord, fit
+    from cascbench.train_config import TrainConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'cascbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
