@@ -22,6 +22,7 @@ import torch
 
 from cascbench.batch import Targets
 from cascbench.errors import CascbenchError, unknown_name_error, validate_fields
+from cascbench.search_space import Dimension
 from cascbench.settings import Setting
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ class Method(torch.nn.Module):
     #: The numbers of stages the method is defined for (None: no upper bound).
     min_stages: ClassVar[int] = 1
     max_stages: ClassVar[int | None] = None
+    #: The hyper-parameters `cascbench tune` searches, by Params field name, beside the training
+    #: fields every method is tuned on (search_space.TRAIN_SEARCH_SPACE).
+    search_space: ClassVar[dict[str, Dimension]] = {}
 
     def __init__(self, setting: Setting, **params: Any) -> None:
         super().__init__()

@@ -9,6 +9,8 @@ balances the two (uncertainty weighting). No term mixes stages.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from pydantic import Field
 
@@ -25,6 +27,7 @@ from cascbench.methods._relaxed import (
     target_matrix,
     top_bottom_mass,
 )
+from cascbench.search_space import FloatRange, SearchSpace
 from cascbench.settings import Setting
 
 
@@ -143,6 +146,7 @@ class ARF(Method):
 
     Params = ARFParams
     summary = "Per-stage NeuralSort losses: relaxed Recall@m@k plus global permutation CE, UWL."
+    search_space: ClassVar[SearchSpace] = {"tau": FloatRange(1.0, 1000.0, log=True)}
 
     def __init__(self, setting: Setting, **params: object) -> None:
         super().__init__(setting, **params)

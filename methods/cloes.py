@@ -8,6 +8,8 @@ term; an optional per-stage BCE gives each stage its own signal too.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field
@@ -23,6 +25,7 @@ from cascbench.methods._survival import (
     positive_target,
     request_mean,
 )
+from cascbench.search_space import FloatRange, SearchSpace
 from cascbench.settings import Setting
 
 
@@ -78,6 +81,7 @@ class CLOES(Method):
 
     Params = CLOESParams
     summary = "Survival probability Π_t σ(s_t) trained by BCE against the ground truth."
+    search_space: ClassVar[SearchSpace] = {"stage_weight": FloatRange(0.0, 1.0)}
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
         return cloes_loss(scores, targets, self.setting, self.params)

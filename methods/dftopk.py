@@ -11,7 +11,7 @@ stages together; LCRON's uncertainty weighting combines them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,7 @@ from cascbench.methods._survival import (
     positive_target,
     request_mean,
 )
+from cascbench.search_space import FloatRange, SearchSpace
 from cascbench.settings import Setting
 
 
@@ -162,6 +163,7 @@ class DFTopK(Method):
 
     Params = DFTopKParams
     summary = "Sigmoid top-q indicators around the q/(q+1) midpoint: per-stage + joint BCE, UWL."
+    search_space: ClassVar[SearchSpace] = {"tau": FloatRange(0.1, 10.0, log=True)}
 
     def __init__(self, setting: Setting, **params: object) -> None:
         super().__init__(setting, **params)

@@ -8,7 +8,7 @@ TF-Ranking's pairwise logistic loss with NDCG lambda weights on the graded label
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
 from cascbench.method import LossOutput, Method, MethodParams, register_method
 from cascbench.methods._lambda import ndcg_lambda_weights
+from cascbench.search_space import FloatRange, SearchSpace
 from cascbench.settings import Setting
 
 
@@ -152,6 +153,7 @@ class FSLambdaLoss(Method):
 
     Params = FSLambdaLossParams
     summary = "Full-stage LambdaLoss: pairwise logistic loss with NDCG lambda weights per stage."
+    search_space: ClassVar[SearchSpace] = {"mu": FloatRange(0.0, 1.0)}
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
         return fs_lambdaloss_loss(scores, targets, self.setting, self.params)

@@ -11,7 +11,7 @@ ablations (Tables 3, 4, 7, 8, App. E.1) or a clean fix of a release quirk.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -31,6 +31,7 @@ from cascbench.methods._relaxed import (
     target_matrix,
     top_bottom_mass,
 )
+from cascbench.search_space import FloatRange, SearchSpace
 from cascbench.settings import Setting
 
 
@@ -142,6 +143,7 @@ class LCRON(Method):
 
     Params = LCRONParams
     summary = "Cascade as one network: NeuralSort survival bound L_e2e + per-stage L_single, UWL."
+    search_space: ClassVar[SearchSpace] = {"tau": FloatRange(1.0, 200.0, log=True)}
 
     def __init__(self, setting: Setting, **params: object) -> None:
         super().__init__(setting, **params)

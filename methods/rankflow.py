@@ -9,7 +9,7 @@ that separates the items stage t+1 ranks high from those it ranks low.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ from cascbench.batch import Targets
 from cascbench.errors import CascbenchError
 from cascbench.method import LossOutput, Method, MethodParams, register_method
 from cascbench.methods._common import gather_last, ground_truth_indicator
+from cascbench.search_space import FloatRange, SearchSpace
 from cascbench.settings import Setting
 
 
@@ -136,6 +137,7 @@ class RankFlow(Method):
 
     Params = RankFlowParams
     summary = "BCE on each stage's inflow plus distillation of stage t from stage t+1 (MSE, top-k)."
+    search_space: ClassVar[SearchSpace] = {"alpha": FloatRange(0.0, 1.0)}
 
     @classmethod
     def resolve_params(cls, setting: Setting, params: MethodParams) -> MethodParams:

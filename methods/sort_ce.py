@@ -8,6 +8,8 @@ matrix Y, summed over stages. No learnable weights; no term mixes stages.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from pydantic import Field
 
@@ -21,6 +23,7 @@ from cascbench.methods._relaxed import (
     relaxed_sort,
     target_matrix,
 )
+from cascbench.search_space import FloatRange, SearchSpace
 from cascbench.settings import Setting
 
 
@@ -76,6 +79,7 @@ class NeuralSortCE(Method):
 
     Params = SortCEParams
     summary = "Per-stage cross-entropy between the NeuralSort matrix and the label permutation."
+    search_space: ClassVar[SearchSpace] = {"tau": FloatRange(1.0, 200.0, log=True)}
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
         return neuralsort_ce_loss(scores, targets, self.setting, self.params)
@@ -87,6 +91,7 @@ class SoftSortCE(Method):
 
     Params = SortCEParams
     summary = "Per-stage cross-entropy between the SoftSort matrix and the label permutation."
+    search_space: ClassVar[SearchSpace] = {"tau": FloatRange(1.0, 200.0, log=True)}
 
     def loss(self, scores: torch.Tensor, targets: Targets) -> LossOutput:
         return softsort_ce_loss(scores, targets, self.setting, self.params)

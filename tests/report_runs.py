@@ -47,6 +47,7 @@ def write_run(
     train: dict | None = None,
     model: dict | None = None,
     world: str = "tiny",
+    world_seed: int = 0,
     per_request: pd.DataFrame | None = None,
     curve: pd.DataFrame | None = None,
     per_day: pd.DataFrame | None = None,
@@ -59,7 +60,7 @@ def write_run(
         method_params=params or {},
         train=TrainConfig(**(train or {})),
         model=ModelConfig(**(model or {})),
-        dataset=DatasetConfig(world=world),
+        dataset=DatasetConfig(world=world, seed=world_seed),
         seed=seed,
     ).resolved()
     run_id = config.run_id()

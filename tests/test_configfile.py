@@ -7,6 +7,7 @@ import pytest
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.configfile import (
+    ExperimentFile,
     list_presets,
     load_document,
     parse_seeds,
@@ -196,3 +197,32 @@ def test_every_preset_is_valid_and_the_demo_preset_is_make_demo():
 def test_unknown_preset_suggests_a_name():
     with pytest.raises(CascbenchError, match="Did you mean 'demo'"):
         preset_document("demoo")
+
+
+def test_world_seeds_multiply_the_runs_and_pair_with_the_training_seeds():
+    runs = plan({"methods": ["bce"], "seeds": "0-1", "world_seeds": "3-5"})
+    assert sorted((r.dataset.seed, r.seed) for r in runs) == [
+        (w, s) for w in (3, 4, 5) for s in (0, 1)
+    ]
+    refused(
+        {"world_seeds": [0, 1], "grid": {"dataset.seed": [2]}},
+        "world_seeds and grid.dataset.seed both set the world seeds",
+    )
+
+
+def test_a_method_entry_carries_its_own_training_fields():
+    document = {"methods": [{"bce": {"train": {"lr": 0.02}}}, {"lcron": {"tau": 20}}], "seeds": 0}
+    runs = {r.method: r for r in plan(document)}
+    assert runs["bce"].train.lr == 0.02 and runs["lcron"].train.lr == 0.01
+    assert runs["lcron"].method_params["tau"] == 20
+    refused(
+        {**document, "grid": {"train.lr": [0.1, 0.2]}},
+        "methods[0] fixes train.lr for its method",
+    )
+    refused({"methods": [{"bce": {"train": {"lrr": 1}}}]}, "lrr")
+
+
+def test_method_entries_read_back_from_their_yaml_form():
+    for entry in ["bce", {"lcron": {"tau": 20.0}}, {"lcron": {"tau": 5.0, "train": {"lr": 0.02}}}]:
+        variant = ExperimentFile.model_validate({"methods": [entry]}).methods[0]
+        assert variant.as_entry() == entry

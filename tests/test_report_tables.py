@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cascbench.cli import app
 from cascbench.experiment.store import ResultStore
 from cascbench.models.config import CLEAN_MODEL
-from cascbench.report.build import ReportOptions, build_report
+from cascbench.report.build import ReportOptions, build_report, published_numbers
 from cascbench.report.compare import CompareOptions, compare
 from cascbench.report.loading import RunFiles
 from cascbench.report.tables import SummaryTable, runs_frame, summarize, variant_order
@@ -142,7 +142,7 @@ def test_per_request_statistics_pair_requests_by_id_across_shuffled_files(report
     assert (bce["wins"], bce["ties"], bce["losses"]) == (10, 0, 39)
     assert bce["request_diff"] == pytest.approx(expected.mean())
     assert bce["effect_size"] == pytest.approx(expected.mean() / expected.std(ddof=1))
-    assert bce["ci_low"] < expected.mean() < bce["ci_high"]
+    assert bce["conditional_ci_low"] < expected.mean() < bce["conditional_ci_high"]
 
 
 def test_per_request_differences_by_hand():
@@ -152,6 +152,7 @@ def test_per_request_differences_by_hand():
             "variant": ["a", "a", "b", "b"],
             "method": ["a", "a", "b", "b"],
             "method_params": ["{}"] * 4,
+            "world_seed": [0] * 4,
             "seed": [0, 1, 0, 1],
             "run_id": ["a0", "a1", "b0", "b1"],
             "m": [0.5, 0.6, 0.4, 0.4],
@@ -184,11 +185,12 @@ def test_per_request_differences_by_hand():
     assert row["effect_size"] == pytest.approx(diffs.mean() / diffs.std(ddof=1))
     assert (row["wins"], row["ties"], row["losses"]) == (2, 0, 1)
     assert row["n_requests"] == 3
-    assert -0.2 - 1e-12 <= row["ci_low"] <= row["request_diff"] <= row["ci_high"] <= 0.6 + 1e-12
+    low, high = row["conditional_ci_low"], row["conditional_ci_high"]
+    assert -0.2 - 1e-12 <= low <= row["request_diff"] <= high <= 0.6 + 1e-12
     flipped = result.loc[("b", "m")]
     assert flipped["request_diff"] == pytest.approx(-row["request_diff"])
-    assert (flipped["ci_low"], flipped["ci_high"]) == pytest.approx(
-        (-row["ci_high"], -row["ci_low"])
+    assert (flipped["conditional_ci_low"], flipped["conditional_ci_high"]) == pytest.approx(
+        (-high, -low)
     )
     assert (flipped["wins"], flipped["losses"]) == (1, 2)
 
@@ -423,3 +425,123 @@ def test_runs_stored_before_the_model_section_read_as_the_clean_options(tmp_path
     assert entry.state == "done"  # its id is what this version computes for its config
     (table,) = summarize(runs_frame(ResultStore(tmp_path).finished_runs()), ["joint_recall"])
     assert "embedding_init=small" in table.title and "drop_last=False" in table.title
+
+
+def test_verdicts_and_mde_on_the_hand_made_runs(report):
+    cells = report.cells.set_index(["method", "metric"]).xs("joint_recall", level="metric")
+    t = scipy_stats.t
+    for method in ("bce", "rankflow", "arf"):
+        diff = JOINT[method] - JOINT["lcron"]
+        mde = (t.ppf(0.975, 4) + t.ppf(0.8, 4)) * diff.std(ddof=1) / np.sqrt(5)
+        assert cells.loc[method, "mde"] == pytest.approx(mde)
+        assert cells.loc[method, "sd_diff"] == pytest.approx(diff.std(ddof=1))
+        assert cells.loc[method, "n_worlds"] == 1
+    assert cells.loc["bce", "verdict"] == "significantly worse"
+    assert cells.loc["lcron", "verdict"] == "significantly better"
+    # arf − lcron = −0.015 with seed noise of ±0.02: not significant, and below its MDE (0.029).
+    assert abs(cells.loc["arf", "mean_diff"]) < cells.loc["arf", "mde"]
+    assert cells.loc["arf", "verdict"] == "inconclusive" and cells.loc["arf", "mark"] == ""
+    marked = cells["mark"].fillna("") != ""
+    assert (marked == cells["verdict"].str.startswith("significantly")).all()
+
+
+def test_the_conditional_per_request_interval_never_makes_a_mark(tmp_path):
+    """Every request gains exactly +0.01 in every seed (a per-request CI of [0.01, 0.01]), yet
+    the run means disagree across seeds: no mark, no significant verdict."""
+    gains = [0.03, -0.02, 0.0]
+    for seed, gain in enumerate(gains):
+        for method, shift in (("bce", 0.0), ("lcron", gain)):
+            per_request = pd.DataFrame({"request_id": np.arange(40)})
+            for name in ("joint_recall", "recall/ranking", "ndcg/ranking", "recall/retrieval",
+                         "ndcg/retrieval"):  # fmt: skip
+                per_request[name] = np.linspace(0.5, 0.9, 40) + (0.01 if method == "lcron" else 0)
+            write_run(
+                tmp_path, method, seed, two_stage_metrics(0.7 + shift), per_request=per_request
+            )
+    store = ResultStore(tmp_path)
+    frame = runs_frame(store.finished_runs())
+    report = build_report(frame, ReportOptions(), RunFiles(store).per_request)
+    row = report.cells.set_index(["method", "metric"]).loc[("lcron", "joint_recall")]
+    assert row["conditional_ci_low"] == pytest.approx(0.01)
+    assert row["conditional_ci_high"] == pytest.approx(0.01)
+    assert row["mark"] == "" and not row["verdict"].startswith("significantly")
+    main = main_rows(report)
+    assert main["lcron"]["joint_recall"].mark == ""
+    detail = next(t for t in report.tables if "against its baseline" in t.title)
+    assert any("conditional on the trained models" in h for h in detail.header)
+    assert any("never drives a mark" in note for note in detail.footnotes)
+
+
+def tuned(tmp_path, runs):
+    """Write (method, params, train, joint) for seeds 0 and 1; return the summary tables."""
+    for method, params, train, joint in runs:
+        for seed in (0, 1):
+            metrics = two_stage_metrics(joint + 0.001 * seed)
+            write_run(tmp_path, method, seed, metrics, params=params, train=train)
+    return summarize(runs_frame(ResultStore(tmp_path).finished_runs()), ["joint_recall"])
+
+
+def test_training_fields_set_per_variant_join_the_row_label(tmp_path):
+    """A tuned table: each method at its own lr and batch size shares one table."""
+    tables = tuned(
+        tmp_path,
+        [
+            ("bce", {}, {"lr": 0.02}, 0.70),
+            ("rankflow", {}, {}, 0.72),
+            ("lcron", {"tau": 12.3}, {"lr": 0.0123, "batch_size": 512}, 0.75),
+        ],
+    )
+    (table,) = tables
+    assert table.title == "recflow-2stage on synthetic:tiny"
+    assert table.variants == [
+        "bce[lr=0.02]",
+        "rankflow",
+        "lcron[tau=12.3; lr=0.0123, batch_size=512]",
+    ]
+    assert table.mean.at["lcron[tau=12.3; lr=0.0123, batch_size=512]", "joint_recall"] == (
+        pytest.approx(0.7505)
+    )
+    assert table.variant_train["bce[lr=0.02]"] == {"lr": 0.02, "batch_size": 1024}
+    assert table.train_config("rankflow")["lr"] == 0.01
+    assert table.train_config("lcron[tau=12.3; lr=0.0123, batch_size=512]")["batch_size"] == 512
+    assert isinstance(table.variant_train["rankflow"]["batch_size"], int | np.integer)
+
+
+def test_fields_that_vary_within_a_variant_still_split_the_tables(tmp_path):
+    """An lr grid for every method splits by lr; a batch size per method joins the labels."""
+    tables = tuned(
+        tmp_path,
+        [
+            ("bce", {}, {"lr": 0.001, "batch_size": 512}, 0.70),
+            ("bce", {}, {"lr": 0.01, "batch_size": 512}, 0.71),
+            ("lcron", {}, {"lr": 0.001, "batch_size": 2048}, 0.74),
+            ("lcron", {}, {"lr": 0.01, "batch_size": 2048}, 0.75),
+        ],
+    )
+    assert [t.train for t in tables] == [{"lr": 0.001}, {}]
+    for table in tables:
+        assert table.variants == ["bce[batch_size=512]", "lcron[batch_size=2048]"]
+
+
+def test_evaluation_fields_always_split_the_tables(tmp_path):
+    tables = tuned(
+        tmp_path,
+        [("bce", {}, {"eval_protocol": "release"}, 0.70), ("lcron", {}, {}, 0.75)],
+    )
+    assert sorted(t.title for t in tables) == [
+        "recflow-2stage on synthetic:tiny",
+        "recflow-2stage on synthetic:tiny (eval_protocol=release)",
+    ]
+    assert all(len(t.variants) == 1 for t in tables)
+
+
+def test_paper_numbers_are_matched_at_each_variants_own_training_fields(tmp_path):
+    """bce at the paper's default protocol (Table 2), lcron at lr 0.001 / batch 512 (Table 9)."""
+    tables = tuned(
+        tmp_path,
+        [("bce", {}, {}, 0.70), ("lcron", {}, {"lr": 0.001, "batch_size": 512}, 0.75)],
+    )
+    (table,) = tables
+    numbers = published_numbers(table)
+    by_variant = numbers.groupby("variant")["table"].first()
+    assert by_variant.to_dict() == {"bce": "2", "lcron[lr=0.001, batch_size=512]": "9"}

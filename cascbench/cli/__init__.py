@@ -4,7 +4,7 @@ One module per group of commands; importing a module registers its commands on `
 (and torch) is imported inside the commands that need it, so `--help` stays fast.
 """
 
-from cascbench.cli import data, listing, plot, report, run, runs  # noqa: F401 (registers the commands)
+from cascbench.cli import data, listing, plot, power, report, run, runs, tune  # noqa: F401 (registers the commands)
 from cascbench.cli._common import app
 
 

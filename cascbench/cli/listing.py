@@ -22,6 +22,7 @@ def list_(
     """List the registered methods, the built-in settings, the synthetic world presets or the
     packaged experiments (`cascbench run --preset NAME`; --verbose prints their YAML)."""
     from cascbench.method import list_methods
+    from cascbench.search_space import TRAIN_SEARCH_SPACE
     from cascbench.settings import list_settings
 
     with user_errors():
@@ -40,6 +41,13 @@ def list_(
                             markup=False,
                             highlight=False,
                         )
+                    space = {**TRAIN_SEARCH_SPACE, **cls.search_space}
+                    console.print(
+                        "    tuned over (cascbench tune): "
+                        + ", ".join(f"{key} {dim.describe()}" for key, dim in space.items()),
+                        markup=False,
+                        highlight=False,
+                    )
         elif what == "settings":
             for name, s in list_settings().items():
                 stages = " → ".join(f"{st.name}:{st.model} keeps {st.quota}" for st in s.stages)

@@ -24,7 +24,8 @@ TESTS = ("t", "wilcoxon")
     "  cascbench report --results-dir results/local --format markdown --metrics all\n\n"
     "  cascbench report --baseline rankflow --test wilcoxon --alpha 0.01\n\n"
     "  cascbench report --format latex --standalone --output table2.tex\n\n"
-    "  cascbench report --setting recflow-2stage --compare-paper"
+    "  cascbench report --setting recflow-2stage --compare-paper\n\n"
+    "  cascbench report --findings --detail-metric joint_recall"
 )
 def report(
     results_dir: Annotated[Path, typer.Option(help="The folder `cascbench run` wrote to.")] = Path(
@@ -58,17 +59,45 @@ def report(
     alpha: Annotated[
         float, typer.Option(help="Significance level after Holm's correction.")
     ] = 0.05,
+    power: Annotated[
+        float,
+        typer.Option(
+            help="Power of the minimum detectable effect (MDE) stated with every comparison; "
+            "a non-significant difference below the MDE is inconclusive."
+        ),
+    ] = 0.8,
     bootstrap: Annotated[
         int,
         typer.Option(
-            help="Bootstrap resamples of the per-request CI (0: skip that part, the slow one "
-            "on large test days)."
+            help="Bootstrap resamples of the per-request CI, conditional on the trained models "
+            "(0: skip that part, the slow one on large test days)."
         ),
     ] = 1000,
     detail_metric: Annotated[
         str | None,
-        typer.Option(help="Metric of the detailed comparison table; default: the first column."),
+        typer.Option(
+            help="Metric of the detailed comparison table and of --findings; default: the "
+            "first column."
+        ),
     ] = None,
+    findings: Annotated[
+        bool,
+        typer.Option(
+            "--findings",
+            help="Instead of the tables: for each pair of methods, the tables (datasets, "
+            "worlds, training configurations) where their difference is significant, in which "
+            "direction, and where it is inconclusive.",
+        ),
+    ] = False,
+    tuning: Annotated[
+        bool,
+        typer.Option(
+            "--tuning",
+            help="Instead of the tables: the tuning of these results (`cascbench tune`): each "
+            "method's budget, best configuration, validation score and sensitivity; the "
+            "figure goes to <results-dir>/tuning/figures/.",
+        ),
+    ] = False,
     compare_paper: Annotated[
         bool,
         typer.Option(
@@ -87,12 +116,14 @@ def report(
     ] = False,
 ) -> None:
     """Mean ± std over seeds per method, best bold, second underlined, marks for significant
-    differences from the baseline, the Improv. row; a paired comparison in detail; sweep tables.
+    differences from the baseline, the Improv. row; a paired comparison in detail (n, the test,
+    α, a hierarchical CI, the minimum detectable effect and a verdict); sweep tables.
 
-    One table per dataset and training configuration of one setting."""
+    One table per dataset and training configuration of one setting; runs on several world seeds
+    are replicates, paired by (world seed, training seed). docs/statistics.md explains every
+    statistic."""
     from cascbench.experiment.store import ResultStore
-    from cascbench.io import atomic_write_bytes
-    from cascbench.report.build import ReportOptions, build_report
+    from cascbench.report.build import ReportOptions, build_findings, build_report
     from cascbench.report.compare import CompareOptions
     from cascbench.report.formats import latex_document, to_latex, to_markdown, to_rich
     from cascbench.report.loading import RunFiles
@@ -105,21 +136,33 @@ def report(
             raise unknown_name_error("test", test, TESTS)
         if not 0.0 < alpha < 1.0:
             raise CascbenchError(f"--alpha must be between 0 and 1 (e.g. 0.05), got {alpha}.")
+        if not 0.0 < power < 1.0:
+            raise CascbenchError(f"--power must be between 0 and 1 (e.g. 0.8), got {power}.")
         if bootstrap < 0:
             raise CascbenchError(
                 f"--bootstrap must be 0 (skip) or more resamples, got {bootstrap}."
             )
+        if tuning:
+            text = _tuning_report(results_dir, format)
+            _write(text, output)
+            return
         store = ResultStore(results_dir)
         frame = select_setting(runs_frame(store.finished_runs()), setting)
+        compare_options = CompareOptions(
+            baseline=baseline, test=test, alpha=alpha, resamples=bootstrap, power=power
+        )
         options = ReportOptions(
             metrics=None if metrics is None else split_names(metrics),
             method=method,
-            compare=CompareOptions(baseline=baseline, test=test, alpha=alpha, resamples=bootstrap),
+            compare=compare_options,
             detail_metric=detail_metric,
             compare_paper=compare_paper,
             sweeps=sweeps,
         )
-        built = build_report(frame, options, RunFiles(store).per_request)
+        if findings:
+            built = build_findings(frame, options)
+        else:
+            built = build_report(frame, options, RunFiles(store).per_request)
     for note in built.notes:
         err_console.print(f"[yellow]Note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if format == "csv":
@@ -140,12 +183,36 @@ def report(
         if output is None:
             return
         text = target.file.getvalue()
+    _write(text, output)
+
+
+def _write(text: str, output: Path | None) -> None:
+    """To the terminal, or atomically to `output`."""
+    from cascbench.io import atomic_write_bytes
+
     if output is None:
         sys.stdout.write(text)
-    else:
-        with user_errors():
-            try:
-                atomic_write_bytes(output, text.encode())
-            except OSError as exc:
-                raise CascbenchError(f"cannot write {output}: {exc}") from None
-        err_console.print(f"Wrote {escape(str(output))}.", highlight=False)
+        return
+    with user_errors():
+        try:
+            atomic_write_bytes(output, text.encode())
+        except OSError as exc:
+            raise CascbenchError(f"cannot write {output}: {exc}") from None
+    err_console.print(f"Wrote {escape(str(output))}.", highlight=False)
+
+
+def _tuning_report(results_dir: Path, format: str) -> str:
+    """The tuning table in `format` (the terminal table as plain text), and its figure."""
+    from cascbench.report.figures import save_figure
+    from cascbench.report.tuning import load_tuning, tuning_figure, tuning_markdown, tuning_table
+
+    results = load_tuning(results_dir)
+    folder = results_dir / "tuning" / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = save_figure(*tuning_figure(results), folder, "sensitivity")
+    err_console.print(f"Sensitivity figure: {escape(str(paths[0]))}.", highlight=False)
+    if format == "csv":
+        return tuning_table(results).to_csv(index=False)
+    if format == "latex":
+        raise CascbenchError("--tuning is shown as table, markdown or csv, not latex.")
+    return tuning_markdown(results)

@@ -96,6 +96,13 @@ def run(
         list[str], typer.Option(help="Override a world knob, KEY=VALUE (repeatable).")
     ] = [],  # noqa: B006
     world_seed: Annotated[int | None, typer.Option(help="Seed of the synthetic world.")] = None,
+    world_seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Several worlds: '0-2' or '0,5'; every training seed runs on each, and the "
+            "report pairs runs by (world seed, seed)."
+        ),
+    ] = None,
     seeds: Annotated[
         str | None, typer.Option(help="Training seeds: '0-4' or '0,2,7'; default: 0-2.")
     ] = None,
@@ -174,6 +181,7 @@ def run(
                 world=world,
                 world_option=world_option,
                 world_seed=world_seed,
+                world_seeds=world_seeds,
                 seeds=seeds,
                 lr=lr,
                 batch_size=batch_size,
@@ -209,6 +217,7 @@ def _flag_overrides(**flags: Any) -> dict[str, Any]:
         "days": "dataset.days",
         "world": "dataset.world",
         "world_seed": "dataset.seed",
+        "world_seeds": "world_seeds",
         "seeds": "seeds",
         "lr": "train.lr",
         "batch_size": "train.batch_size",

@@ -5,15 +5,26 @@ description: what this grid is for
 setting: recflow-2stage
 dataset: {kind: synthetic, world: tiny, world_options: {noise_std: 0.5}, seed: 0}
 methods: [lcron, rankflow, {lcron: {no_e2e: true}}]    # names, or {name: {parameter: value}}
+                                                       # ({bce: {train: {lr: 0.02}}}: that
+                                                       # method's own training fields)
 train: {lr: 0.01, batch_size: 256, device: cpu, eval_protocol: clean}   # evaluation options too
 model: {embedding_init: small}                         # stage-model options (docs/models.md)
 seeds: 0-2                                             # or [0, 1, 2], or 3
+world_seeds: 0-2                                       # worlds (dataset.seed) × seeds, paired
 grid:                                                  # every combination of these values
   lcron.tau: [1, 20, 50]                               # a method's parameter: its runs only
   train.lr: [0.01, 0.001]                              # any training or evaluation field
   model.sequence_pooling: [sum, masked_mean]           # any stage-model option
   dataset.world_options.noise_std: [0.5, 1.0]          # any dataset field or world option
   setting: [recflow-2stage, recflow-3stage]
+tune:                                                  # `cascbench tune` only (see tune.py)
+  trials: 20                                           # per method, the same for every one
+  seeds: [0]                                           # training seeds averaged per trial
+  metric: joint_recall                                 # on the validation day
+  search_space:                                        # overrides of the declared ranges
+    train.lr: {low: 0.001, high: 0.05, log: true}
+    lcron.tau: {low: 1, high: 100, log: true}
+    train.batch_size: null                             # null: do not tune it
 ```
 
 Every section is optional (the defaults are `cascbench run`'s). `--set key=value` overrides any
@@ -56,12 +67,52 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def seed_list(value: Any) -> Any:
+    """ "0-4" -> [0, ..., 4], 3 -> [3]; anything else as given, for pydantic to check (a bad
+    string's CascbenchError is a ValueError, which pydantic reports with the key's path)."""
+    if isinstance(value, str):
+        return parse_seeds(value)
+    return [value] if isinstance(value, int) else value
+
+
 class MethodVariant(BaseModel):
-    """One entry of `methods:`: a method and the hyper-parameters it runs with."""
+    """One entry of `methods:`: a method, the hyper-parameters it runs with, and training fields
+    of its own (a tuned method's learning rate) over the experiment's `train`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+
+    def as_entry(self) -> str | dict[str, Any]:
+        """The YAML form `methods:` reads back: "lcron" or {lcron: {tau: 20, train: {...}}}."""
+        if not self.params and not self.train:
+            return self.name
+        return {self.name: {**self.params, **({"train": self.train} if self.train else {})}}
+
+
+class TuneSpec(BaseModel):
+    """The `tune:` section: the budget and objective of `cascbench tune` (the same for every
+    method), and overrides of the declared search spaces."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trials: int = Field(20, ge=1, description="Trials per method (the same for every method).")
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default=[0], min_length=1, description="Training seeds of each trial, averaged."
+    )
+    metric: str = Field("joint_recall", description="The validation metric to maximise.")
+    sampler_seed: int = Field(0, ge=0, description="Seed of the TPE sampler.")
+    search_space: dict[str, Any] = Field(
+        default_factory=dict,
+        description="KEY: range overrides; train.<field> for every method, <method>.<param> for "
+        "one; null removes a dimension.",
+    )
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seed_list(cls, value: Any) -> Any:
+        return seed_list(value)
 
 
 class ExperimentFile(BaseModel):
@@ -78,7 +129,9 @@ class ExperimentFile(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2], min_length=1)
+    world_seeds: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
+    tune: TuneSpec = Field(default_factory=TuneSpec)
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -94,7 +147,12 @@ class ExperimentFile(BaseModel):
                 entries.append({"name": entry})
             elif isinstance(entry, dict) and len(entry) == 1:
                 ((name, params),) = entry.items()
-                entries.append({"name": name, "params": {} if params is None else params})
+                params = {} if params is None else params
+                if isinstance(params, dict) and "train" in params:
+                    params = dict(params)
+                    entries.append({"name": name, "train": params.pop("train"), "params": params})
+                else:
+                    entries.append({"name": name, "params": params})
             else:
                 raise ValueError(
                     f"entry {index} ({entry!r}) must be a method name or a mapping "
@@ -102,12 +160,10 @@ class ExperimentFile(BaseModel):
                 )
         return entries
 
-    @field_validator("seeds", mode="before")
+    @field_validator("seeds", "world_seeds", mode="before")
     @classmethod
     def _seed_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return parse_seeds(value)  # a CascbenchError is a ValueError: pydantic reports it
-        return [value] if isinstance(value, int) else value
+        return seed_list(value)
 
     @field_validator("grid")
     @classmethod
@@ -177,12 +233,14 @@ def preset_document(name: str) -> dict[str, Any]:
 
 def set_value(document: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     """A copy of `document` with the dotted `key` set: "train.lr", "dataset.world_options.x";
-    under grid the rest of the key is one grid key ("grid.lcron.tau")."""
+    under grid and tune.search_space the rest of the key is one key ("grid.lcron.tau")."""
     parts = key.split(".")
     if not all(parts):
         raise CascbenchError(f"--set {key!r}: expected a dotted key such as train.lr.")
     if parts[0] == "grid" and len(parts) > 1:
         parts = ["grid", ".".join(parts[1:])]
+    if parts[:2] == ["tune", "search_space"] and len(parts) > 2:
+        parts = ["tune", "search_space", ".".join(parts[2:])]
     document = copy.deepcopy(document)
     node = document
     for depth, part in enumerate(parts[:-1]):

@@ -134,7 +134,14 @@ def _split_grid(
     names = {v.name for v in experiment.methods}
     shared: dict[str, list[Any]] = {}
     per_method: dict[str, dict[str, list[Any]]] = {}
-    for key, values in experiment.grid.items():
+    grid = dict(experiment.grid)
+    if experiment.world_seeds is not None:
+        if "dataset.seed" in grid:
+            raise CascbenchError(
+                f"{source}: world_seeds and grid.dataset.seed both set the world seeds; keep one."
+            )
+        grid["dataset.seed"] = list(experiment.world_seeds)
+    for key, values in grid.items():
         head, _, rest = key.partition(".")
         where = f"{source}: grid.{key}"
         if key == "setting":
@@ -148,6 +155,14 @@ def _split_grid(
                 )
             if rest.count(".") and not (head == "dataset" and field == "world_options"):
                 raise CascbenchError(f"{where}: {head}.{field} has no sub-keys.")
+            fixed = [
+                i for i, v in enumerate(experiment.methods) if head == "train" and rest in v.train
+            ]
+            if fixed:
+                raise CascbenchError(
+                    f"{where}: methods[{fixed[0]}] fixes train.{rest} for its method; a training "
+                    f"field is either fixed per method or swept in grid."
+                )
             shared[key] = values
         elif head in names and rest:
             params = get_method_class(head).Params.model_fields
@@ -180,7 +195,7 @@ def _run_fields(base: dict, variant: MethodVariant, choice: dict[str, Any]) -> d
         "dataset": copy.deepcopy(base["dataset"]),
         "method": variant.name,
         "method_params": dict(variant.params),
-        "train": dict(base["train"]),
+        "train": {**base["train"], **variant.train},
         "model": dict(base["model"]),
     }
     for key, value in choice.items():

@@ -2,8 +2,10 @@
 CSV of every cell with its statistics.
 
 For each SummaryTable: the main table (mean ± std, best bold, second underlined, significance
-marks, the Improv. row), the paired comparisons of one metric in detail, and on request the paper's
-numbers beside ours; then one table per sweep.
+marks, the Improv. row), the paired comparisons of one metric in detail (n, Δ, the hierarchical
+CI, the minimum detectable effect, p, the verdict, then the per-request statistics conditional on
+the trained models), and on request the paper's numbers beside ours; then one table per sweep.
+`build_findings`: the findings view instead (each pair of methods across the tables).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from cascbench.report.compare import (
     default_method,
     improvement,
 )
+from cascbench.report.findings import findings, findings_table
 from cascbench.report.formats import Cell, RenderTable
 from cascbench.report.paper import matching_numbers
 from cascbench.report.sweeps import Sweep, find_sweeps
@@ -66,14 +69,35 @@ def _signed(value: float, digits: int) -> str:
     return "n/a" if math.isnan(value) else f"{value:+.{digits}f}"
 
 
-def _test_description(options: CompareOptions, comparison: pd.DataFrame) -> list[str]:
-    """The footnote that states the test, its pairing, n, the correction and α."""
-    tested = comparison.dropna(subset=["p_value"])
-    name = "paired t-test" if options.test == "t" else "Wilcoxon signed-rank test"
-    if tested.empty:
-        return [f"Significance: n/a (the {name} needs at least 2 seeds run by both methods)."]
+def _pairs_text(tested: pd.DataFrame) -> str:
+    """ "n = 5 pairs, 1 world seed" from the rows of a comparison that were tested."""
     n_low, n_high = int(tested["n_pairs"].min()), int(tested["n_pairs"].max())
-    n_text = f"n = {n_low}" if n_low == n_high else f"n = {n_low}–{n_high}"
+    w_low, w_high = int(tested["n_worlds"].min()), int(tested["n_worlds"].max())
+    n_text = f"{n_low}" if n_low == n_high else f"{n_low}–{n_high}"
+    w_text = f"{w_low}" if w_low == w_high else f"{w_low}–{w_high}"
+    return f"n = {n_text} pairs, {w_text} world seed{'s' if w_high > 1 else ''}"
+
+
+def _range(values: pd.Series, digits: int) -> str:
+    values = values.dropna()
+    if values.empty:
+        return "n/a"
+    low, high = f"{values.min():.{digits}f}", f"{values.max():.{digits}f}"
+    return low if low == high else f"{low}–{high}"
+
+
+def _test_description(
+    options: CompareOptions, comparison: pd.DataFrame, metric: str, digits: int
+) -> list[str]:
+    """The footnotes that state the test, its pairing, n, the correction, α and the minimum
+    detectable effect on `metric`."""
+    tested = comparison.dropna(subset=["p_value"])
+    name = options.test_name
+    if tested.empty:
+        return [
+            f"Significance: n/a (the {name} needs at least 2 pairs of runs, same world seed and "
+            "training seed, run by both methods)."
+        ]
     pairs = {(m, *sorted((v, b))) for (v, m), b in tested["baseline"].items()}
     family = max(Counter(m for m, *_ in pairs).values())
     baseline = (
@@ -81,16 +105,25 @@ def _test_description(options: CompareOptions, comparison: pd.DataFrame) -> list
         if options.baseline is not None
         else "the best other row on each metric (for the best row: the runner-up)"
     )
+    n_text = _pairs_text(tested)
     notes = [
         f"{BETTER} / {WORSE}: significantly better / worse than {baseline}: two-sided {name} "
-        f"over seeds (runs paired by seed, {n_text}), Holm's correction across the pairs "
-        f"compared on each metric (up to {family}), α = {options.alpha}."
+        f"over pairs of runs (same world seed and training seed, {n_text}), Holm's correction "
+        f"across the pairs compared on each metric (up to {family}), α = {options.alpha}."
     ]
+    on_metric = tested[tested.index.get_level_values("metric") == metric]
+    if not on_metric.empty:
+        notes.append(
+            f"Minimum detectable effect on {metric} (paired t-test, {options.power:.0%} power, "
+            f"α = {options.alpha}): {_range(on_metric['mde'], digits)}; a difference that is not "
+            "significant and smaller than it is inconclusive, not evidence of no difference."
+        )
+    n_high = int(tested["n_pairs"].max())
     smallest = stats.smallest_p_value(options.test, n_high)
     if smallest >= options.alpha:
         notes.append(
-            f"With {n_text} seeds the smallest p-value this test can reach is {smallest:.4f} ≥ α: "
-            "no mark is possible; run more seeds or use the t-test."
+            f"With n = {n_high} pairs the smallest p-value this test can reach is "
+            f"{smallest:.4f} ≥ α: no mark is possible; run more seeds or use the t-test."
         )
     return notes
 
@@ -122,9 +155,16 @@ def main_table(
                 )
             )
         rows.append(cells)
+    spread = (
+        "Mean ± std (ddof 1) over seeds; n = seeds per row."
+        if table.n_worlds == 1
+        else f"Mean ± std (ddof 1) over runs, {table.n_worlds} world seeds × training seeds; "
+        "n = runs per row."
+    )
+    metric = options.detail_metric or columns[0]
     footnotes = [
-        "Mean ± std (ddof 1) over seeds; n = seeds per row. Bold: best; underlined: second best.",
-        *_test_description(options.compare, comparison),
+        f"{spread} Bold: best; underlined: second best.",
+        *_test_description(options.compare, comparison, metric, options.digits),
     ]
     rules = frozenset()
     if len(table.variants) >= 2:
@@ -146,15 +186,18 @@ def main_table(
 def detail_table(
     table: SummaryTable, comparison: pd.DataFrame, metric: str, options: ReportOptions
 ) -> RenderTable:
-    """The paired comparisons of one metric: seeds level and request level."""
+    """The paired comparisons of one metric: over (world seed, training seed) pairs, then per
+    request (conditional on the trained models)."""
     compare_options = options.compare
     digits = options.digits
     part = comparison.xs(metric, level="metric").dropna(subset=["baseline"])
     rows = []
     for variant, row in part.iterrows():
-        ci = (
+        pairs_ci = f"[{_signed(row['ci_low'], digits)}, {_signed(row['ci_high'], digits)}]"
+        request_ci = (
             f"{_signed(row['request_diff'], digits)} "
-            f"[{_signed(row['ci_low'], digits)}, {_signed(row['ci_high'], digits)}]"
+            f"[{_signed(row['conditional_ci_low'], digits)}, "
+            f"{_signed(row['conditional_ci_high'], digits)}]"
         )
         counts = (
             "n/a"
@@ -162,44 +205,67 @@ def detail_table(
             else f"{int(row['wins'])}/{int(row['ties'])}/{int(row['losses'])}"
         )
         effect = "n/a" if math.isnan(row["effect_size"]) else f"{row['effect_size']:+.3f}"
+        mde = "n/a" if math.isnan(row["mde"]) else f"{row['mde']:.{digits}f}"
         rows.append(
             [
                 Cell(str(variant)),
                 Cell(str(row["baseline"])),
                 Cell(str(int(row["n_pairs"]))),
                 Cell(_signed(row["mean_diff"], digits), mark=row["mark"] or ""),
+                Cell(pairs_ci),
+                Cell(mde),
                 Cell(format_p(row["p_value"])),
                 Cell(format_p(row["p_holm"])),
-                Cell(ci),
+                Cell(str(row["verdict"])),
+                Cell(request_ci),
                 Cell(effect),
                 Cell(counts),
             ]
         )
-    test = "paired t-test" if compare_options.test == "t" else "Wilcoxon signed-rank test"
+    confidence = f"{compare_options.confidence:.0%}"
+    tested = part.dropna(subset=["p_value"])
+    n_text = _pairs_text(tested) if not tested.empty else "n/a: fewer than 2 pairs"
     n_requests = part["n_requests"].dropna()
     requests = f" ({int(n_requests.max())} requests)" if not n_requests.empty else ""
-    ci_text = (
-        f"{compare_options.confidence:.0%} CI: percentile bootstrap over requests "
+    request_ci = (
+        f"{confidence} CI: percentile bootstrap over requests "
         f"({compare_options.resamples} resamples, seed {compare_options.seed})"
         if compare_options.resamples > 0
         else "no CI (bootstrap skipped)"
     )
+    power = f"{compare_options.power:.0%}"
     footnotes = [
-        f"Δ = method − baseline. Seeds: mean of the per-seed differences, two-sided {test} "
-        f"(runs paired by seed), p (Holm): adjusted across the pairs of this metric, "
-        f"α = {compare_options.alpha}.",
-        f"Per request{requests}: differences of requests paired by request id within a seed, "
-        f"averaged over the seeds; {ci_text}; effect size: mean / std of those differences; "
-        "wins/ties/losses: requests where the method is higher / equal / lower.",
+        f"Δ = method − baseline, the mean over the pairs of runs with the same world seed and "
+        f"training seed ({n_text}). p: two-sided {compare_options.test_name} over those pairs; "
+        f"p (Holm): adjusted across the pairs of this metric; α = {compare_options.alpha}. Marks "
+        "and verdicts come from p (Holm) alone.",
+        f"{confidence} CI: hierarchical percentile bootstrap of Δ, world seeds resampled, then "
+        f"training seeds within each ({compare_options.pair_resamples} resamples, seed "
+        f"{compare_options.seed}); with few pairs it is too narrow: it describes Δ and never "
+        "decides significance.",
+        f"MDE: minimum detectable effect, the smallest true Δ that a two-sided paired t-test on "
+        f"these n pairs detects with {power} power at α = {compare_options.alpha}: "
+        f"(t(1 − α/2, n − 1) + t({compare_options.power}, n − 1)) · sd(Δ) / sqrt(n). Verdict: "
+        "significantly better / worse (p (Holm) < α); inconclusive: not significant and |Δ| < MDE "
+        "(too few pairs to see it); not significant: |Δ| ≥ MDE and still not significant.",
+        f"Per request{requests}, conditional on the trained models: differences of requests "
+        f"paired by request id within a world seed and training seed, averaged over the training "
+        f"seeds; {request_ci}; effect size: mean / std of those differences; wins/ties/losses: "
+        "requests where the method is higher / equal / lower. It resamples the test requests of "
+        "fixed models, leaving training-seed and world variance out: it never drives a mark or "
+        "a verdict.",
     ]
     header = [
         "method",
         "baseline",
         "n",
-        "Δ seeds",
+        "Δ",
+        f"{confidence} CI (worlds, seeds)",
+        f"MDE ({power} power)",
         "p",
         "p (Holm)",
-        f"Δ per request [{compare_options.confidence:.0%} CI]",
+        "verdict",
+        f"Δ per request [{confidence} CI], conditional on the trained models",
         "effect size",
         "wins/ties/losses",
     ]
@@ -215,8 +281,13 @@ def _paper_cell(mean: float, std: float, runs: float, digits: int) -> str:
 def published_numbers(table: SummaryTable) -> pd.DataFrame:
     """The paper's numbers for the rows of `table` (see `matching_numbers`)."""
     params = table.runs.groupby("variant")[["method", "method_params"]].first()
-    variants = {v: (m, p) for v, m, p in params.itertuples()}
-    return matching_numbers(table.setting, table.train_config(), variants)
+    # One variant at a time: each is matched at its own training fields (a tuned table's lr).
+    frames = [
+        matching_numbers(table.setting, table.train_config(v), {v: (m, p)})
+        for v, m, p in params.itertuples()
+    ]
+    found = [f for f in frames if not f.empty]
+    return pd.concat(found) if found else frames[0]
 
 
 def paper_table(table: SummaryTable, numbers: pd.DataFrame, options: ReportOptions) -> RenderTable:
@@ -300,11 +371,14 @@ def sweep_table(sweep: Sweep, digits: int) -> RenderTable:
 
 
 def _duplicate_notes(table: SummaryTable) -> list[str]:
-    counts = table.runs.groupby(["variant", "seed"])["run_id"].agg(list)
+    counts = table.runs.groupby(["variant", "world_seed", "seed"])["run_id"].agg(list)
+    several = table.n_worlds > 1
     return [
-        f"{table.title}: {variant} has {len(ids)} runs with seed {seed} ({', '.join(ids)}), "
-        "probably from an older method or evaluator version; they are averaged."
-        for (variant, seed), ids in counts.items()
+        f"{table.title}: {variant} has {len(ids)} runs with "
+        + (f"world seed {world} and seed {seed}" if several else f"seed {seed}")
+        + f" ({', '.join(ids)}), probably from an older method or evaluator version; they are "
+        "averaged."
+        for (variant, world, seed), ids in counts.items()
         if len(ids) > 1
     ]
 
@@ -314,14 +388,14 @@ def _cells(
     comparison: pd.DataFrame,
     chosen: str,
     paper: pd.DataFrame | None,
-    digits: int,
+    options: ReportOptions,
 ) -> pd.DataFrame:
     long = pd.DataFrame(
         {
             "mean": table.mean.stack(future_stack=True),
             "std": table.std.stack(future_stack=True),
             "n": table.n.stack(future_stack=True).astype(int),
-            "rank": dense_ranks(table.mean, digits).stack(future_stack=True),
+            "rank": dense_ranks(table.mean, options.digits).stack(future_stack=True),
         }
     )
     long.index.names = ["variant", "metric"]
@@ -340,7 +414,11 @@ def _cells(
     long.insert(0, "dataset", table.dataset)
     long.insert(0, "setting", table.setting)
     long.insert(7, "train", table.common)
-    return long
+    # Every comparison states its test, α and the power of its MDE.
+    compare_options = options.compare
+    return long.assign(
+        test=compare_options.test_name, alpha=compare_options.alpha, power=compare_options.power
+    )
 
 
 def build_report(
@@ -377,8 +455,19 @@ def build_report(
                 paper = None
             else:
                 rendered.append(paper_table(table, paper, options))
-        cells.append(_cells(table, comparison, chosen, paper, options.digits))
+        cells.append(_cells(table, comparison, chosen, paper, options))
         notes += _duplicate_notes(table)
     if options.sweeps:
         rendered += [sweep_table(s, options.digits) for s in find_sweeps(frame, options.metrics)]
     return Report(rendered, pd.concat(cells, ignore_index=True), notes)
+
+
+def build_findings(frame: pd.DataFrame, options: ReportOptions) -> Report:
+    """The findings view of `frame` (the runs of one setting): one table of every pair of rows
+    × every table, on the detail metric (default: the first column); cells: one row per (pair,
+    table) with its statistics."""
+    tables = summarize(frame, options.metrics)
+    metric = options.detail_metric or tables[0].mean.columns[0]
+    pairs = findings(tables, metric, options.compare)
+    table = findings_table(pairs, metric, options.compare, options.digits)
+    return Report([table], pairs, [])

@@ -1,10 +1,13 @@
 """Statistics for comparing methods: pure functions on NumPy arrays.
 
-Two levels of pairing (the seeds are the experimental units; requests are the secondary view):
-- runs paired by seed: a paired t-test (or Wilcoxon's signed-rank test) on the per-seed metric means,
-  with Holm's correction across the comparisons of one metric;
+Two levels of pairing (the replicates are the experimental units; requests are the secondary view):
+- runs paired by replicate, a (world seed, training seed) pair: a paired t-test (or Wilcoxon's
+  signed-rank test) on the per-run metric means, with Holm's correction across the comparisons of
+  one metric; a hierarchical bootstrap CI of the mean difference (world seeds, then training seeds
+  within them); the minimum detectable effect of the t-test and the pairs needed for a given one;
 - requests paired by request id: per-request differences averaged over seeds, a paired bootstrap
-  95% CI of their mean, the effect size (mean difference over its std) and win/tie/loss counts.
+  95% CI of their mean (conditional on the trained models: it holds them fixed), the effect size
+  (mean difference over its std) and win/tie/loss counts.
 
 Every function returns NaN ("n/a" in the tables) where the data cannot support the statistic (fewer
 than 2 pairs) instead of failing.
@@ -12,6 +15,7 @@ than 2 pairs) instead of failing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -181,3 +185,106 @@ def t_interval_half_width(std: np.ndarray, n: np.ndarray, confidence: float = 0.
             n >= 2, stats.t.ppf(0.5 + confidence / 2.0, np.maximum(n - 1, 1)), np.nan
         )
         return quantile * std / np.sqrt(n)
+
+
+def _hierarchical_means(padded: np.ndarray, sizes: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+    """The resampled means of one chunk of the hierarchical bootstrap.
+
+    padded: float[C, W], cluster c's members in its first sizes[c] slots; uniforms: float[rows,
+    C·(1 + W)] in [0, 1). Row r's first C uniforms draw its clusters (slot j takes cluster
+    ⌊u·C⌋); the next C·W, W per slot, draw the members of slot j's cluster k (member i < sizes[k]
+    takes ⌊u·sizes[k]⌋; the others are unused). Returns float[rows]: the mean of the drawn members.
+    """
+    count, width = padded.shape
+    rows = uniforms.shape[0]
+    drawn = np.minimum((uniforms[:, :count] * count).astype(np.int64), count - 1)
+    drawn_sizes = sizes[drawn]  # [rows, C]
+    scaled = uniforms[:, count:].reshape(rows, count, width) * drawn_sizes[..., None]
+    members = np.minimum(scaled.astype(np.int64), drawn_sizes[..., None] - 1)
+    used = np.arange(width) < drawn_sizes[..., None]  # [rows, C, W]
+    totals = np.where(used, padded[drawn[..., None], members], 0.0).sum(axis=(1, 2))
+    return totals / drawn_sizes.sum(axis=1)
+
+
+def hierarchical_bootstrap_ci(
+    differences: np.ndarray,
+    clusters: np.ndarray,
+    resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_chunk_elements: int = 4_000_000,
+) -> tuple[float, float]:
+    """Percentile CI of the mean paired difference, resampling clusters then their members.
+
+    differences: float[n], one per pair (e.g. variant − baseline for one (world seed, training
+    seed)); clusters: [n] labels (the world seed of each pair). A resample draws as many clusters
+    as there are, with replacement; for each drawn cluster, as many of its members as it has, with
+    replacement; its statistic is the mean of every member drawn (so the observed mean of all
+    pairs is the centre). One cluster reduces it to the ordinary bootstrap of the members; one
+    member per cluster, to the bootstrap of the clusters. NaN differences are left out.
+
+    Vectorised: a chunk of resamples is one array of uniforms, C·(1 + W) per resample (C
+    clusters, W members in the largest), drawn in resample order, so the chunk size never changes
+    the draws (see `_hierarchical_means` for their layout). Returns (low, high); NaN when fewer
+    than 2 differences remain.
+    """
+    values = np.asarray(differences, dtype=np.float64).ravel()
+    labels = np.asarray(clusters).ravel()
+    if labels.shape != values.shape:
+        raise ValueError(
+            f"differences and clusters must have the same length, got {values.size} and "
+            f"{labels.size}."
+        )
+    keep = ~np.isnan(values)
+    values, labels = values[keep], labels[keep]
+    if values.size < 2:
+        return float("nan"), float("nan")
+    _, cluster = np.unique(labels, return_inverse=True)
+    order = np.argsort(cluster, kind="stable")
+    sizes = np.bincount(cluster)
+    count, width = sizes.size, int(sizes.max())
+    slots = np.arange(values.size) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    padded = np.zeros((count, width))
+    padded[cluster[order], slots] = values[order]
+    rng = np.random.default_rng(seed)
+    per_resample = count * (1 + width)
+    chunk = max(1, min(resamples, max_chunk_elements // per_resample))
+    means = np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
+        uniforms = rng.random((rows, per_resample))
+        means[start : start + rows] = _hierarchical_means(padded, sizes, uniforms)
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    low, high = np.percentile(means, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def minimum_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean difference that a two-sided paired t-test on n pairs detects at
+    level `alpha` with probability `power`: (t_{1−α/2, n−1} + t_{power, n−1})·sd/√n.
+
+    sd: the standard deviation of the paired differences (ddof 1). The usual approximation of the
+    noncentral t power (exact enough at 80 % power: it ignores the far tail). NaN for n < 2 or a
+    NaN sd."""
+    if n < 2 or math.isnan(sd):
+        return float("nan")
+    quantiles = stats.t.ppf(1.0 - alpha / 2.0, n - 1) + stats.t.ppf(power, n - 1)
+    return float(quantiles * sd / math.sqrt(n))
+
+
+def seeds_needed(
+    sd: float, effect: float, alpha: float = 0.05, power: float = 0.8, max_n: int = 10_000
+) -> int | None:
+    """The smallest number of pairs n ≥ 2 whose minimum detectable effect is at most |effect|
+    (the MDE falls with n, so every larger n detects it too).
+
+    2 when sd is 0 and the effect is not; None when it is out of reach: a zero or NaN effect, a
+    NaN sd, or more than max_n pairs needed."""
+    if math.isnan(sd) or math.isnan(effect) or effect == 0.0:
+        return None
+    if sd == 0.0:
+        return 2
+    n = np.arange(2, max_n + 1)
+    mde = (stats.t.ppf(1.0 - alpha / 2.0, n - 1) + stats.t.ppf(power, n - 1)) * sd / np.sqrt(n)
+    reached = np.flatnonzero(mde <= abs(effect))
+    return int(n[reached[0]]) if reached.size else None

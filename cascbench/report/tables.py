@@ -1,9 +1,12 @@
-"""Mean ± std over seeds per method variant, one table per (setting, dataset, training config).
+"""Mean ± std over replicates per method variant, one table per (setting, dataset, training config).
 
 The runs of a results folder become one frame (`runs_frame`), one row per run; `summarize` groups
-it into `SummaryTable`s. Training fields that vary across runs (a learning-rate × batch-size grid,
-as the paper's Tables 9–12) split the tables, so that each table compares methods trained alike;
-method hyper-parameters that vary make rows ("lcron[tau=20.0]").
+it into `SummaryTable`s. A replicate is a (world seed, training seed) pair: runs on several seeds of
+one synthetic world share a table and are paired by both seeds. Training fields that vary within a
+method variant (a learning-rate × batch-size grid, as the paper's Tables 9–12) split the tables, so
+that each table compares methods trained alike; method hyper-parameters that vary make rows
+("lcron[tau=20.0]"), and so do training fields set per variant (a tuned table, each method at its
+own best learning rate: "lcron[tau=12.3; lr=0.0123, batch_size=512]").
 """
 
 from __future__ import annotations
@@ -33,15 +36,22 @@ MODEL_DEFAULTS = ModelConfig().model_dump(mode="json")
 PAPER_METHOD_ORDER = ("bce", "icc", "rankflow", "fs_ranknet", "fs_lambdaloss", "arf", "arf_v2")
 #: LCRON comes last in the paper, after every baseline.
 LAST_METHODS = ("lcron",)
+#: Fields that define what is measured (the test day, the metric's protocol): rows that differ in
+#: them are never compared, so they always split the tables, even when set per variant.
+EVALUATION_FIELDS = ("train.split", "train.eval_protocol", "train.eval_seed", "train.kendall")
 
 
 @dataclass(frozen=True)
 class SummaryTable:
-    """One table: rows are method variants, columns metrics; mean, std (ddof 1) and n per cell.
+    """One table: rows are method variants, columns metrics; mean, std (ddof 1) and n per cell,
+    over every run of the variant (each (world seed, training seed) replicate).
 
-    runs: the table's runs (one row each: variant, method, method_params, seed, run_id, metrics).
+    runs: the table's runs (one row each: variant, method, method_params, world_seed, seed,
+    run_id, metrics).
     train: the training fields and stage-model options shared by every run of the table that
     differ from the defaults.
+    variant_train: variant -> the training fields set per variant (constant within each variant,
+    different across them, e.g. each method's tuned lr); empty when there are none.
     """
 
     setting: str
@@ -51,6 +61,7 @@ class SummaryTable:
     n: pd.DataFrame
     runs: pd.DataFrame = field(default_factory=pd.DataFrame)
     train: dict = field(default_factory=dict)
+    variant_train: dict[str, dict] = field(default_factory=dict)
 
     @property
     def common(self) -> str:
@@ -64,13 +75,24 @@ class SummaryTable:
     def variants(self) -> list[str]:
         return list(self.mean.index)
 
-    def train_config(self) -> dict:
-        """Every training field of the table's runs (the defaults overridden by `train`)."""
-        return {**TRAIN_DEFAULTS, **self.train}
+    @property
+    def n_worlds(self) -> int:
+        """How many world seeds the table's runs span."""
+        return int(self.runs["world_seed"].nunique())
 
-    def per_seed(self, metric: str) -> pd.DataFrame:
-        """float[variant, seed]: the metric of each run (NaN where a variant lacks the seed)."""
-        return self.runs.pivot_table(index="variant", columns="seed", values=metric, aggfunc="mean")
+    def train_config(self, variant: str | None = None) -> dict:
+        """Every training field of the table's runs (the defaults overridden by `train`), and of
+        `variant`'s runs when given (with its fields set per variant)."""
+        own = self.variant_train.get(variant, {}) if variant is not None else {}
+        return {**TRAIN_DEFAULTS, **self.train, **own}
+
+    def per_replicate(self, metric: str) -> pd.DataFrame:
+        """float[variant, (world_seed, seed)]: the metric of each run, the columns a MultiIndex
+        of the replicates (NaN where a variant lacks one; duplicate runs of a replicate are
+        averaged)."""
+        return self.runs.pivot_table(
+            index="variant", columns=["world_seed", "seed"], values=metric, aggfunc="mean"
+        )
 
 
 @functools.lru_cache(maxsize=256)
@@ -89,8 +111,9 @@ def _method_changes(config: dict) -> list[str]:
 
 
 def dataset_label(config: dict) -> str:
-    """ "synthetic:small", "synthetic:tiny[noise_std=1]@3" (world seed 3), "recflow",
-    "recflow[2024-01-13..2024-02-04]" (the days when not the paper's)."""
+    """ "synthetic:small", "synthetic:tiny[noise_std=1]", "recflow",
+    "recflow[2024-01-13..2024-02-04]" (the days when not the paper's). The world seed is left out:
+    it is a replicate (the frame's world_seed column), not another dataset."""
     dataset = config["dataset"]
     if dataset["kind"] == "recflow":
         days = dataset.get("days")
@@ -99,13 +122,14 @@ def dataset_label(config: dict) -> str:
     if dataset.get("world_options"):
         options = ", ".join(f"{k}={v}" for k, v in sorted(dataset["world_options"].items()))
         label += f"[{options}]"
-    return label + (f"@{dataset['seed']}" if dataset.get("seed") else "")
+    return label
 
 
 def runs_frame(runs: list[StoredRun]) -> pd.DataFrame:
     """One row per run: setting, dataset, method, its changed hyper-parameters, its resolved
     hyper-parameters as JSON ("method_params"), every training field ("train.<name>") and
-    stage-model option ("model.<name>"), seed, run_id, then every metric."""
+    stage-model option ("model.<name>"), world_seed (the dataset's seed), seed (the training
+    seed), run_id, then every metric."""
     if not runs:
         raise CascbenchError(
             "the results folder holds no finished run (no run folder with a DONE marker). "
@@ -132,6 +156,7 @@ def runs_frame(runs: list[StoredRun]) -> pd.DataFrame:
                     f"model.{k}": v
                     for k, v in {**MODEL_DEFAULTS, **run.config.get("model", {})}.items()
                 },
+                "world_seed": run.config["dataset"].get("seed", 0),
                 "seed": run.config["seed"],
                 "run_id": run.run_id,
                 **run.metrics,
@@ -216,10 +241,36 @@ def _variant_label(row: pd.Series) -> str:
     return row["method"] + (f"[{row['method_changes']}]" if row["method_changes"] else "")
 
 
-def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> list[SummaryTable]:
-    """Tables of mean ± std over seeds, one per (setting, dataset, training fields and
-    stage-model options that vary).
+def _with_training(label: str, training: str) -> str:
+    """ "lcron[tau=12.3]" + "lr=0.0123" -> "lcron[tau=12.3; lr=0.0123]"; "bce" + "lr=0.1" ->
+    "bce[lr=0.1]"; nothing to add leaves the label as it is."""
+    if not training:
+        return label
+    if label.endswith("]"):
+        return f"{label[:-1]}; {training}]"
+    return f"{label}[{training}]"
 
+
+def per_variant_fields(group: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns of `columns` that vary across the runs of `group` but are constant within each
+    method variant (method and its hyper-parameters): each method trained at its own setting, as
+    in a tuned table. Evaluation fields (`EVALUATION_FIELDS`) never qualify. group: a runs frame
+    with a "variant" column."""
+    text = group[columns].astype(str)
+    varying = [c for c in columns if text[c].nunique() > 1 and c not in EVALUATION_FIELDS]
+    if not varying:
+        return []
+    within = text[varying].groupby(group["variant"]).nunique().max(axis=0)
+    return [c for c in varying if within[c] == 1]
+
+
+def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> list[SummaryTable]:
+    """Tables of mean ± std over replicates (world seed × training seed), one per (setting,
+    dataset, training fields and stage-model options that vary within a method variant).
+
+    A field that varies across the runs but is constant within each variant (see
+    `per_variant_fields`) does not split the table: the variants whose value differs from the
+    default carry it in their label, after their hyper-parameters ("lcron[tau=12.3; lr=0.0123]").
     metrics: the columns to show (see `resolve_metrics`).
     """
     # In TrainConfig's then ModelConfig's order, whatever the order of the stored JSON.
@@ -229,19 +280,44 @@ def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> list[Sum
     tables = []
     for (setting, dataset), group in frame.groupby(["setting", "dataset"], sort=True):
         columns = resolve_metrics(group, setting, metrics)
-        varying = [c for c in train_columns if group[c].astype(str).nunique() > 1]
         group = group.assign(variant=group.apply(_variant_label, axis=1))
+        own = per_variant_fields(group, train_columns)
+        variant_train: dict[str, dict] = {}
+        if own:
+            # Column by column: a row of mixed dtypes would turn batch_size 512 into 512.0.
+            values = {
+                variant: {c: runs[c].iloc[0] for c in own}
+                for variant, runs in group.groupby("variant", sort=True)
+            }
+            labels = {
+                variant: _with_training(
+                    variant,
+                    ", ".join(
+                        f"{c.split('.', 1)[1]}={value}"
+                        for c, value in fields.items()
+                        if value != defaults[c]
+                    ),
+                )
+                for variant, fields in values.items()
+            }
+            variant_train = {
+                labels[variant]: {c.split(".", 1)[1]: value for c, value in fields.items()}
+                for variant, fields in values.items()
+            }
+            group = group.assign(variant=group["variant"].map(labels))
+        shared = [c for c in train_columns if c not in own]
+        varying = [c for c in shared if group[c].astype(str).nunique() > 1]
         parts = group.groupby(varying, sort=True) if varying else [((), group)]
         for _, part in parts:
             train = {
                 c.split(".", 1)[1]: part[c].iloc[0]
-                for c in train_columns
+                for c in shared
                 if part[c].iloc[0] != defaults[c]
             }
             by_variant = part.groupby("variant", sort=True)[columns]
             methods = dict(zip(part["variant"], part["method"], strict=True))
             order = variant_order(list(methods), methods)
-            keep = ["variant", "method", "method_params", "seed", "run_id", *columns]
+            keep = ["variant", "method", "method_params", "world_seed", "seed", "run_id"]
             tables.append(
                 SummaryTable(
                     setting,
@@ -249,8 +325,9 @@ def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> list[Sum
                     by_variant.mean().loc[order],
                     by_variant.std(ddof=1).loc[order],
                     by_variant.count().loc[order],
-                    part[keep].reset_index(drop=True),
+                    part[keep + columns].reset_index(drop=True),
                     train,
+                    {v: variant_train[v] for v in order} if own else {},
                 )
             )
     return tables
