@@ -1,4 +1,4 @@
-"""Calibrate a synthetic world on independent BCE (issue 7: the `recflow-like` preset).
+"""Calibrate a synthetic world on independent BCE (`recflow-like`, `recflow-like-3stage`).
 
 For every candidate world (a base preset with some knobs changed), train independent BCE with a
 few seeds and print its joint recall and each stage's own recall, next to how far the logged
@@ -7,6 +7,8 @@ BCE alone, never on LCRON's result.
 
     python scripts/calibrate_world.py --base small --jobs 8 \
         --grid funnel_noise_earliest=1.0,1.5,2.0 --grid noise_std=0.5,1.0 --seeds 0,1
+
+docs/worlds.md records the runs behind each calibrated preset.
 """
 
 from __future__ import annotations

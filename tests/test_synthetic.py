@@ -49,16 +49,19 @@ def world(request, worlds) -> tuple[Setting, CascadeData]:
 
 
 def test_presets_and_unknown_name():
-    assert {"tiny", "small", "recflow-like"} <= set(WORLD_PRESETS)
+    assert {
+        "tiny", "small", "recflow-like", "recflow-like-large", "recflow-like-3stage"
+    } <= set(WORLD_PRESETS)  # fmt: skip
     assert get_world_config("small") is WORLD_PRESETS["small"]
     with pytest.raises(CascbenchError, match="tiny"):
         get_world_config("tinny")
 
 
+@pytest.mark.parametrize("world", ["recflow-like", "recflow-like-large", "recflow-like-3stage"])
 @pytest.mark.parametrize("setting", ["recflow-2stage", "recflow-3stage"])
-def test_recflow_like_fits_both_recflow_settings(setting):
+def test_recflow_like_fits_both_recflow_settings(world, setting):
     """The paper presets run recflow-like in two and three stages: its funnel must resolve."""
-    keep, noise = resolve_funnel(get_setting(setting), get_world_config("recflow-like"))
+    keep, noise = resolve_funnel(get_setting(setting), get_world_config(world))
     assert keep[-1] == 10 and len(noise) == len(get_setting(setting).groups) - 1
 
 

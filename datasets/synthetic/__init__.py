@@ -3,16 +3,25 @@
 A world produces the same canonical arrays as RecFlow (`CascadeData`), so every stage model and
 method runs on it unchanged, and adds the true utility of every candidate for oracle metrics.
 
-How a world is built (all vectorised in torch on CPU, from one seeded generator, so that the same
-(setting, config, seed) gives the same bytes): `entities` draws the items, the users with their
-history pools, and the requests (steps 1-3); `utility` gives every candidate its true utility
-(step 4); `funnel` simulates the logged production stages and lays out the groups (step 5);
-`world.generate_world` assembles the canonical arrays. `config` holds every knob (`WorldConfig`)
-and the named presets.
+How a world is built (all vectorised in torch on CPU, from one seeded generator, and the hidden
+effect from a second one seeded from the same world seed, so that the same (setting, config, seed)
+gives the same bytes): `entities` draws the items, the users with their history pools, and the
+requests (steps 1-3); `utility` gives every candidate its true utility (step 4); `funnel`
+simulates the logged production stages and lays out the groups (step 5); `world.generate_world`
+assembles the canonical arrays (`generate_world_with_signals` adds what the candidates' scores
+are made of, for the ceilings of `scripts/world_ceilings.py`). `config` holds every knob
+(`WorldConfig`) and the named presets.
 """
 
 from cascbench.datasets.synthetic.config import WORLD_PRESETS, WorldConfig, get_world_config
 from cascbench.datasets.synthetic.funnel import resolve_funnel
-from cascbench.datasets.synthetic.world import generate_world
+from cascbench.datasets.synthetic.world import generate_world, generate_world_with_signals
 
-__all__ = ["WORLD_PRESETS", "WorldConfig", "generate_world", "get_world_config", "resolve_funnel"]
+__all__ = [
+    "WORLD_PRESETS",
+    "WorldConfig",
+    "generate_world",
+    "generate_world_with_signals",
+    "get_world_config",
+    "resolve_funnel",
+]

@@ -1,9 +1,10 @@
 """The logged production funnel: its shape for a setting, its simulation, the groups and labels.
 
 5. A production funnel of G - 1 logged stages (G = number of groups) ranks the pool with noisy
-   scorers of the signal (earlier stages noisier; the earliest see only the two-tower part) and logs
-   the groups exactly like RecFlow: the last stage's survivors are the graded ground truth in rank
-   order, and each other group is a random sample of the items one stage filtered out.
+   scorers of the signal and the hidden effect (earlier stages noisier; the earliest see only the
+   two-tower part of the signal) and logs the groups exactly like RecFlow: the last stage's
+   survivors are the graded ground truth in rank order, and each other group is a random sample
+   of the items one stage filtered out.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def _run_funnel(
     survivors = torch.arange(p).expand(r, p)
     losers: list[torch.Tensor] = []  # losers[j]: pool positions filtered by logged stage j
     for j in range(n_logged):
-        score = utility.signal(config, with_interaction=j >= two_tower)
+        score = utility.logged(config, with_interaction=j >= two_tower)
         score = score + noise[j] * torch.randn(score.shape, generator=g)
         ranked = _rank(survivors, score.gather(1, survivors))
         survivors, filtered = ranked[:, : keep[j]], ranked[:, keep[j] :]

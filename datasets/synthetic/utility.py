@@ -4,13 +4,16 @@
    + interaction_weight * max cosine similarity between the candidate and the sequence items (what
    target attention captures), compared on their niches (latent minus the level-one centre: the
    level-two and item-level taste that the user vector, built from level-one interests, does not
-   hold) + quality_weight * item quality + noise_std * noise. The three signal parts are
-   standardised (global mean, pooled within-request std), so the weights are the parts' shares of
-   the within-request variation that ranking cares about.
+   hold) + quality_weight * item quality + hidden_weight * hidden + noise_std * noise. The three
+   signal parts are standardised (global mean, pooled within-request std), so the weights are the
+   parts' shares of the within-request variation that ranking cares about. The first three are
+   the visible signal: the features determine them, so a stage model can learn them. The hidden
+   effect (standard normal) is seen by the logged funnel only; the noise by no scorer at all.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 
@@ -27,23 +30,34 @@ _PADDING_SIMILARITY = -10.0
 
 @dataclass(frozen=True)
 class _Utility:
-    """Standardised signal parts, float32 [R, P]: dot, interaction, quality; and noise [R, P]."""
+    """Standardised signal parts, float32 [R, P]: dot, interaction, quality; noise [R, P]; and
+    the hidden effect [R, P], None in a world without one (hidden_weight 0)."""
 
     dot: torch.Tensor
     interaction: torch.Tensor
     quality: torch.Tensor
     noise: torch.Tensor
+    hidden: torch.Tensor | None = None
 
     def signal(self, config: WorldConfig, with_interaction: bool = True) -> torch.Tensor:
-        """float32 [R, P]: the predictable part of the utility (optionally without interaction)."""
+        """float32 [R, P]: the visible signal, the part of the utility that the features determine
+        (optionally without interaction)."""
         value = config.dot_weight * self.dot + config.quality_weight * self.quality
         if with_interaction:
             value = value + config.interaction_weight * self.interaction
         return value
 
+    def logged(self, config: WorldConfig, with_interaction: bool = True) -> torch.Tensor:
+        """float32 [R, P]: what a logged stage scores before its own noise: the visible signal
+        plus the hidden effect."""
+        value = self.signal(config, with_interaction)
+        if self.hidden is not None:
+            value = value + config.hidden_weight * self.hidden
+        return value
+
     def total(self, config: WorldConfig) -> torch.Tensor:
         """float32 [R, P]: the true utility."""
-        return self.signal(config) + config.noise_std * self.noise
+        return self.logged(config) + config.noise_std * self.noise
 
 
 def _raw_parts(
@@ -90,8 +104,31 @@ def _total(x: torch.Tensor) -> float:
     return torch.cumsum(x.double().sum(dim=1), dim=0)[-1].item()
 
 
-def _utility(users: _Users, items: _Items, requests: _Requests, g: torch.Generator) -> _Utility:
+def _utility(
+    config: WorldConfig,
+    users: _Users,
+    items: _Items,
+    requests: _Requests,
+    g: torch.Generator,
+    seed: int,
+) -> _Utility:
     dot, interaction = _raw_parts(users, items, requests)
     quality = items.quality[requests.pool]
     noise = torch.randn(requests.pool.shape, generator=g)
-    return _Utility(_standardise(dot), _standardise(interaction), _standardise(quality), noise)
+    parts = (_standardise(dot), _standardise(interaction), _standardise(quality), noise)
+    return _Utility(*parts, hidden=_hidden_effect(config, tuple(requests.pool.shape), seed))
+
+
+def _hidden_effect(config: WorldConfig, shape: tuple[int, int], seed: int) -> torch.Tensor | None:
+    """float32 [R, P] standard normal, or None when hidden_weight is 0.
+
+    It comes from its own generator, seeded from the world seed, and takes nothing from the world's
+    generator: every other draw is the same with or without it, so a world with hidden_weight 0 is
+    byte for byte the world from before the knob, and one with it differs only in what the logged
+    funnel kept.
+    """
+    if config.hidden_weight == 0:
+        return None
+    digest = hashlib.sha256(f"cascbench hidden effect {seed}".encode()).digest()
+    g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+    return torch.randn(shape, generator=g)

@@ -50,20 +50,45 @@ def generate_world(setting: Setting, config: WorldConfig, seed: int = 0) -> Casc
     int64 [R], utility float32 [R, N] (0 on padding). The same (setting, config, seed) gives the
     same bytes. Raises CascbenchError when the config does not fit the setting.
     """
+    return _generate(setting, config, seed, with_signals=False)[0]
+
+
+def generate_world_with_signals(
+    setting: Setting, config: WorldConfig, seed: int = 0
+) -> tuple[CascadeData, dict[str, torch.Tensor]]:
+    """The world of `generate_world` and what its candidates' scores are made of, for ceilings.
+
+    Signals, float32 [R, N] (0 on padding): "visible", the noise-free part of the utility that the
+    features determine (everything a stage model can learn); "logged", the visible signal plus the
+    hidden effect (what the logged funnel scored, before each stage's own noise); "utility", the
+    true utility (the data's `utility`).
+    """
+    data, signals = _generate(setting, config, seed, with_signals=True)
+    assert signals is not None
+    return data, signals
+
+
+def _generate(
+    setting: Setting, config: WorldConfig, seed: int, with_signals: bool
+) -> tuple[CascadeData, dict[str, torch.Tensor] | None]:
     keep, noise = resolve_funnel(setting, config)
     g = torch.Generator().manual_seed(seed)
     items = _build_items(config, g)
     users = _build_users(config, items, g)
     history = _build_histories(config, users, items, g)
     requests = _sample_requests(config, users, items, history, g)
-    utility = _utility(users, items, requests, g)
+    utility = _utility(config, users, items, requests, g, seed)
     slot, rank = _run_funnel(setting, config, utility, keep, noise, g)
 
     mask = slot >= 0
     position = slot.clamp_min(0)
+
+    def at_candidates(value: torch.Tensor) -> torch.Tensor:
+        return value.gather(1, position).masked_fill(~mask, 0.0).float()
+
     item = requests.pool.gather(1, position)
     candidates = items.ids[item].masked_fill(~mask[:, :, None], 0)
-    true_utility = utility.total(config).gather(1, position).masked_fill(~mask, 0.0)
+    true_utility = at_candidates(utility.total(config))
     sequence = items.ids[requests.sequence.clamp_min(0), :5]
     sequence = sequence.masked_fill(~requests.sequence_mask[:, :, None], 0)
     weekday = (requests.day + _FIRST_WEEKDAY) % 7
@@ -72,7 +97,7 @@ def generate_world(setting: Setting, config: WorldConfig, seed: int = 0) -> Casc
         dim=1,
     )
     r = slot.shape[0]
-    return CascadeData(
+    data = CascadeData(
         setting_name=setting.name,
         schema=_schema(config),
         context=context.to(torch.int32),
@@ -84,5 +109,13 @@ def generate_world(setting: Setting, config: WorldConfig, seed: int = 0) -> Casc
         mask=mask,
         day=requests.day,
         request_id=torch.arange(r),
-        utility=true_utility.float(),
+        utility=true_utility,
     )
+    if not with_signals:
+        return data, None
+    signals = {
+        "visible": at_candidates(utility.signal(config)),
+        "logged": at_candidates(utility.logged(config)),
+        "utility": true_utility,
+    }
+    return data, signals
