@@ -2,7 +2,10 @@
 
 A finished run's folder holds config.json (the resolved config), environment.json (where it was
 computed), metrics.json (means and run statistics), per_request.parquet, curve.parquet (the
-training curve), per_day.parquet (streaming split only) and DONE. A run is written into a hidden
+training curve), per_day.parquet (streaming split only) and DONE, a manifest of every other file
+(size and SHA-256) written last. A folder counts as done only when it verifies against its
+manifest: a damaged one (a truncated or edited file, a missing one) is reported as `damaged`,
+left out of reports, moved aside under <results>/damaged/ and run again. A run is written into a hidden
 staging folder that is renamed into place once complete, so a run folder is never half-written
 by this version; a failed run's folder holds config.json and error.txt (its traceback) and no
 DONE, and is run again next time. Every grid also records its plan (the run ids it asked for)
@@ -20,8 +23,9 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,6 +35,7 @@ import pydantic
 
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import RunConfig, upgrade_stored_config
+from cascbench.experiment.ownership import owner_is_gone
 from cascbench.io import (
     atomic_write_bytes,
     atomic_write_json,
@@ -45,9 +50,20 @@ logger = logging.getLogger(__name__)
 DONE = "DONE"
 ERROR = "error.txt"
 
-RunState = Literal["done", "failed", "incomplete", "incompatible", "unreadable"]
+DAMAGED = "damaged"
+LOCKS = ".locks"
+#: A run lock not refreshed for this long is taken over (its owner refreshes it every
+#: LOCK_REFRESH_SECONDS while the run is in flight).
+LOCK_STALE_SECONDS = 600.0
+LOCK_REFRESH_SECONDS = 60.0
+#: The layout of DONE's manifest; a DONE of another schema does not verify.
+MANIFEST_SCHEMA = 1
+#: The files a finished run cannot do without.
+REQUIRED_FILES = ("config.json", "metrics.json", "per_request.parquet")
+
+RunState = Literal["done", "failed", "incomplete", "incompatible", "unreadable", "damaged"]
 #: Folder states a report must not silently use.
-SUSPECT_STATES = ("incomplete", "incompatible", "unreadable")
+SUSPECT_STATES = ("incomplete", "incompatible", "unreadable", "damaged")
 
 
 @dataclass(frozen=True)
@@ -83,7 +99,78 @@ class ResultStore:
         return self.runs_dir / run_id
 
     def is_done(self, run_id: str) -> bool:
-        return (self.run_dir(run_id) / DONE).exists()
+        """The run finished and its folder verifies (see `damage`)."""
+        folder = self.run_dir(run_id)
+        return (folder / DONE).exists() and not damage(folder)
+
+    def is_damaged(self, run_id: str) -> bool:
+        """The run has a DONE marker but its folder does not verify."""
+        folder = self.run_dir(run_id)
+        return (folder / DONE).exists() and bool(damage(folder))
+
+    def set_aside(self, run_id: str) -> Path:
+        """Move a damaged run's folder to <results>/damaged/<run id>.<n> (kept for inspection,
+        out of the runs a report reads) so that the run can be written again."""
+        aside = self.root / DAMAGED
+        aside.mkdir(parents=True, exist_ok=True)
+        number = sum(1 for p in aside.iterdir() if p.name.startswith(f"{run_id}."))
+        target = aside / f"{run_id}.{number}"
+        os.replace(self.run_dir(run_id), target)
+        return target
+
+    def claim(self, run_id: str, owner: str) -> bool:
+        """Take the run's lock (<results>/.locks/<run id>, holding `owner`) so that two
+        commands on one results folder never train the same run at once. False when another
+        live command holds it. A lock whose owner is known to be gone (ownership.py), or that
+        its owner has not refreshed for LOCK_STALE_SECONDS (a command killed on another
+        machine), is taken over."""
+        path = self.root / LOCKS / run_id
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                try:
+                    holder = path.read_text(errors="replace")
+                    age = time.time() - path.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # released meanwhile: try again
+                if holder == owner:
+                    return True
+                if not owner_is_gone(holder, owner) and age < LOCK_STALE_SECONDS:
+                    return False
+                with suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            with os.fdopen(handle, "w") as lock:
+                lock.write(owner)
+            return True
+        return False
+
+    def refresh(self, run_ids: Sequence[str]) -> None:
+        """Touch the locks of runs in flight, so that other machines see their owner alive."""
+        for run_id in run_ids:
+            with suppress(OSError):
+                os.utime(self.root / LOCKS / run_id)
+
+    def release(self, run_id: str, owner: str) -> None:
+        """Drop the run's lock if `owner` holds it."""
+        path = self.root / LOCKS / run_id
+        with suppress(OSError):
+            if path.read_text(errors="replace") == owner:
+                path.unlink()
+
+    def check_writable(self) -> None:
+        """Refuse a results folder this process cannot write to, before any run is trained."""
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.runs_dir, prefix=".write-check."):
+                pass
+        except OSError as exc:
+            raise CascbenchError(
+                f"cannot write to the results folder {self.root}: {exc.strerror or exc}. Give "
+                f"another --results-dir, or make this one writable."
+            ) from None
 
     @contextmanager
     def _staged(self, run_id: str) -> Iterator[Path]:
@@ -121,7 +208,7 @@ class ResultStore:
             atomic_write_parquet(folder / "curve.parquet", pd.DataFrame(record.curve))
             if record.per_day:
                 atomic_write_parquet(folder / "per_day.parquet", pd.DataFrame(record.per_day))
-            atomic_write_bytes(folder / DONE, b"")
+            atomic_write_json(folder / DONE, manifest(folder))
 
     def write_failure(
         self,
@@ -233,13 +320,83 @@ def _read_entry(folder: Path) -> RunEntry:
             lines = (folder / ERROR).read_text(errors="replace").strip().splitlines()
             return RunEntry(run_id, "failed", config, lines[-1] if lines else "")
         return RunEntry(run_id, "incomplete", config, "no DONE marker: the run never finished")
-    missing = [n for n in ("metrics.json", "per_request.parquet") if not (folder / n).exists()]
-    if missing:
-        return RunEntry(run_id, "unreadable", config, f"missing {', '.join(missing)}")
+    reason = damage(folder)
+    if reason:
+        return RunEntry(run_id, "damaged", config, reason)
     reason = _incompatibility(run_id, config, folder)
     if reason:
         return RunEntry(run_id, "incompatible", config, reason)
     return RunEntry(run_id, "done", config)
+
+
+def manifest(folder: Path) -> dict:
+    """DONE's content: the schema and each file's size and SHA-256 (DONE itself excluded)."""
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.name != DONE:
+            data = path.read_bytes()
+            files[path.name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return {"schema": MANIFEST_SCHEMA, "files": files}
+
+
+def damage(folder: Path) -> str:
+    """Why a folder with DONE cannot be trusted; "" when it verifies.
+
+    A manifest DONE: every required file listed, every listed file present with its size and
+    hash. An empty DONE (written before manifests existed): the required files present,
+    metrics.json with a `metrics` mapping of numbers, the Parquet file ending with its magic
+    bytes (a truncated one does not)."""
+    try:
+        text = (folder / DONE).read_bytes()
+    except OSError as exc:
+        return f"DONE: {exc.strerror or exc}"
+    if not text.strip():
+        return _legacy_damage(folder)
+    try:
+        recorded = json.loads(text)
+        files = recorded["files"] if recorded.get("schema") == MANIFEST_SCHEMA else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        files = None
+    if not isinstance(files, dict):
+        return f"DONE is not a manifest of schema {MANIFEST_SCHEMA}"
+    unlisted = [name for name in REQUIRED_FILES if name not in files]
+    if unlisted:
+        return f"the manifest lists no {', '.join(unlisted)}"
+    for name, entry in files.items():
+        path = folder / name
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return f"{name} is missing"
+        if len(data) != entry.get("size") or hashlib.sha256(data).hexdigest() != entry.get(
+            "sha256"
+        ):
+            return f"{name} differs from the manifest (truncated or changed after the run)"
+    return ""
+
+
+def _legacy_damage(folder: Path) -> str:
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())["metrics"]
+        numbers = all(
+            value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+            for value in metrics.values()
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"metrics.json: {type(exc).__name__}: {exc}"
+    if not numbers:
+        return "metrics.json: a metric that is not a number"
+    with (folder / "per_request.parquet").open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        if handle.tell() < 8:
+            return "per_request.parquet is truncated"
+        handle.seek(-4, os.SEEK_END)
+        if handle.read() != b"PAR1":
+            return "per_request.parquet is truncated"
+    return ""
 
 
 def _incompatibility(run_id: str, config: dict, folder: Path) -> str:

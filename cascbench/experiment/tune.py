@@ -26,9 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +40,7 @@ from cascbench.experiment.config import RunConfig, TrainConfig, resolved_run_id
 from cascbench.experiment.configfile import ExperimentFile, MethodVariant
 from cascbench.experiment.executors import ExecutorChoice, InProcessChoice, RayChoice
 from cascbench.experiment.grid import GridObserver, run_grid
+from cascbench.experiment.ownership import new_owner, owner_is_gone
 from cascbench.experiment.plan import plan_experiment, plan_runs
 from cascbench.experiment.store import ResultStore
 from cascbench.io import atomic_write_bytes
@@ -237,7 +235,7 @@ class Tuner:
             }
         )
         plan_experiment(self.trial_experiment, source)
-        self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker = new_owner()
         self._storage: optuna.storages.BaseStorage | None = None
 
     # ------------------------------------------------------------------ studies
@@ -331,17 +329,12 @@ class Tuner:
     def _orphans(self, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         """Running trials left by a process of this machine that is gone (or by an earlier call
         of this process): they are finished with their own parameters, not asked again."""
-        host = socket.gethostname()
-        orphans = []
-        for trial in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING]):
-            worker = str(trial.user_attrs.get("worker", ""))
-            worker_host, _, rest = worker.partition(":")
-            pid_text = rest.partition(":")[0]
-            if worker == self.worker or worker_host != host or not pid_text.isdigit():
-                continue
-            if int(pid_text) == os.getpid() or not _alive(int(pid_text)):
-                orphans.append(trial)
-        return orphans
+        running = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
+        return [
+            trial
+            for trial in running
+            if owner_is_gone(str(trial.user_attrs.get("worker", "")), self.worker)
+        ]
 
     def _ask(
         self, study: optuna.Study, variant: MethodVariant, wanted: int
@@ -525,16 +518,6 @@ def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 def _describe(dimension: Dimension) -> str:
     return dimension.describe() if isinstance(dimension, FloatRange | IntRange | Choice) else ""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _reason(exc: Exception) -> str:
