@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     lr: float = Field(default=0.01, gt=0, description="Adam learning rate (every optimizer).")
     batch_size: int = Field(default=1024, ge=1, description="Requests per training step.")

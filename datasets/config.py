@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from cascbench.datasets.recflow_schema import check_days, parse_days
 
+#: The largest seed a run takes: torch's and NumPy's generators take 64-bit seeds.
+MAX_SEED = 2**63 - 1
+
 
 class DatasetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -20,7 +23,9 @@ class DatasetConfig(BaseModel):
     world_options: dict[str, Any] = Field(
         default_factory=dict, description="Overrides of the preset's knobs (WorldConfig fields)."
     )
-    seed: int = Field(default=0, description="Seed of the world: fixed across training seeds.")
+    seed: int = Field(
+        default=0, ge=0, le=MAX_SEED, description="Seed of the world (world_seeds: several)."
+    )
     data_dir: str | None = Field(
         default=None, description="RecFlow only: the cache folder `cascbench data prepare` wrote."
     )

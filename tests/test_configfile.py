@@ -1,6 +1,7 @@
 """Experiment files: validation with paths, --set, grid expansion, presets."""
 
 import itertools
+import re
 
 import pytest
 
@@ -226,3 +227,36 @@ def test_method_entries_read_back_from_their_yaml_form():
     for entry in ["bce", {"lcron": {"tau": 20.0}}, {"lcron": {"tau": 5.0, "train": {"lr": 0.02}}}]:
         variant = ExperimentFile.model_validate({"methods": [entry]}).methods[0]
         assert variant.as_entry() == entry
+
+
+def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text("train:\n  lr: 0.01\n  lr: 0.02\n")
+    with pytest.raises(CascbenchError, match=r"grid.yaml is not valid YAML.*'lr' is given twice"):
+        load_document(path)
+
+
+def test_a_config_file_that_is_not_text_names_the_file(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_bytes(b"setting: \xff\xfe binary")
+    with pytest.raises(CascbenchError, match=r"grid.yaml is not UTF-8 text"):
+        load_document(path)
+
+
+@pytest.mark.parametrize(
+    ("document", "fragment"),
+    [
+        ({"train": {"lr": float("inf")}}, "train.lr"),
+        ({"train": {"lr": float("nan")}}, "train.lr"),
+        ({"seeds": [2**64]}, "seeds[0]"),
+        ({"world_seeds": [2**63]}, "world_seeds[0]"),
+        ({"dataset": {"seed": -1}}, "dataset.seed"),
+    ],
+)
+def test_non_finite_numbers_and_seeds_beyond_64_bits_are_refused(document, fragment):
+    with pytest.raises(CascbenchError, match=re.escape(fragment)):
+        validate_experiment(document, SOURCE)
+
+
+def test_a_non_finite_method_parameter_is_refused_at_planning():
+    refused({"methods": [{"lcron": {"tau": float("inf")}}]}, "tau", "finite")

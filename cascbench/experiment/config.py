@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from cascbench.datasets.cache import cache_identity
-from cascbench.datasets.config import DatasetConfig
+from cascbench.datasets.config import MAX_SEED, DatasetConfig
 from cascbench.method import get_method_class, validate_params
 from cascbench.metrics import EVALUATOR_VERSION
 from cascbench.models.config import CLEAN_MODEL, ModelConfig
@@ -18,6 +18,7 @@ from cascbench.train_config import TrainConfig
 
 __all__ = [
     "EXECUTION_ONLY_TRAIN_FIELDS",
+    "MAX_SEED",
     "DatasetConfig",
     "ModelConfig",
     "RunConfig",
@@ -69,7 +70,7 @@ class RunConfig(BaseModel):
     method_params: dict[str, Any] = Field(default_factory=dict)
     train: TrainConfig = Field(default_factory=TrainConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
 
     def resolved(self) -> RunConfig:
         """The same run with every method default filled in (so equal runs compare equal).

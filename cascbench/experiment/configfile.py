@@ -48,7 +48,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cascbench.errors import CascbenchError, closest, unknown_name_error
-from cascbench.experiment.config import DatasetConfig, ModelConfig, TrainConfig
+from cascbench.experiment.config import MAX_SEED, DatasetConfig, ModelConfig, TrainConfig
 
 DEFAULT_METHODS = ("lcron", "rankflow", "bce")
 
@@ -98,7 +98,7 @@ class TuneSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     trials: int = Field(20, ge=1, description="Trials per method (the same for every method).")
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(
         default=[0], min_length=1, description="Training seeds of each trial, averaged."
     )
     metric: str = Field("joint_recall", description="The validation metric to maximise.")
@@ -128,8 +128,10 @@ class ExperimentFile(BaseModel):
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0, 1, 2], min_length=1)
-    world_seeds: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(default=[0, 1, 2], min_length=1)
+    world_seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] | None = Field(
+        default=None, min_length=1
+    )
     grid: dict[str, list[Any]] = Field(default_factory=dict)
     tune: TuneSpec = Field(default_factory=TuneSpec)
 
@@ -189,15 +191,38 @@ class ExperimentFile(BaseModel):
 def load_document(path: Path) -> dict[str, Any]:
     """The YAML mapping in `path`; errors name the file."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CascbenchError(f"cannot read the config file {path}: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise CascbenchError(
+            f"the config file {path} is not UTF-8 text (byte {exc.start}): is it a YAML file?"
+        ) from None
     return _parse_document(text, f"config file {path}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key {key!r} is given twice", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
 
 
 def _parse_document(text: str, source: str) -> dict[str, Any]:
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise CascbenchError(f"{source} is not valid YAML: {exc}") from None
     if document is None:
