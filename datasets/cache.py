@@ -35,7 +35,6 @@ from cascbench.data import CascadeData, FeatureSchema
 from cascbench.datasets.recflow_files import Findings, describe_source, read_id_counts
 from cascbench.datasets.recflow_reader import DayArrays, read_day
 from cascbench.datasets.recflow_schema import (
-    ALL_STAGE_DIR,
     PAPER_DAYS,
     SEQUENCE_LENGTH,
     TIME_ZONE,
@@ -222,8 +221,15 @@ def _prepare_in_parallel(
 
 
 def available_days(root: Path) -> list[str]:
-    """The days of a RecFlow folder: the names of all_stage/*.feather, sorted."""
-    return sorted(p.stem for p in (root / ALL_STAGE_DIR).glob("*.feather"))
+    """The days of a RecFlow folder, sorted: every day that any of its per-day files names
+    (all_stage/D.feather or either dict pickle), so that a day with a file missing is listed,
+    then reported as incomplete by the checks, rather than silently left out."""
+    days = set()
+    for relative in day_files("DAY").values():
+        folder, _, pattern = relative.rpartition("/")
+        suffix = pattern.removeprefix("DAY")
+        days |= {p.name.removesuffix(suffix) for p in (root / folder).glob(f"*{suffix}")}
+    return sorted(days)
 
 
 def _check_days_present(root: Path, days: tuple[str, ...]) -> None:
@@ -331,7 +337,8 @@ def open_cache(
     parts: dict[str, list[np.ndarray]] = {name: [] for name in DAY_ARRAYS}
     for day in days:
         for name in DAY_ARRAYS:
-            parts[name].append(np.load(path / "days" / day / f"{name}.npy", mmap_mode="r"))
+            parts[name].append(_load_day_array(path / "days" / day / f"{name}.npy"))
+        _check_labels(parts["label"][-1], path / "days" / day / "label.npy")
     arrays = {name: torch.from_numpy(np.concatenate(parts[name])) for name in DAY_ARRAYS}
     counts = [len(p) for p in parts["request_id"]]
     r = sum(counts)
@@ -343,6 +350,28 @@ def open_cache(
         day=torch.repeat_interleave(torch.arange(len(days)), torch.tensor(counts)),
         **arrays,
     )
+
+
+def _load_day_array(file: Path) -> np.ndarray:
+    """A day's array, memory-mapped; a damaged file is an error that names it."""
+    try:
+        return np.load(file, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise CascbenchError(
+            f"{file} cannot be read ({exc}): the cache is damaged; prepare this day again with "
+            f"`cascbench data prepare recflow --force --days ...`."
+        ) from None
+
+
+def _check_labels(label: np.ndarray, file: Path) -> None:
+    """Labels must be finite: a NaN would give wrong metrics without a word."""
+    finite = np.isfinite(label).reshape(len(label), -1).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite))
+        raise CascbenchError(
+            f"{file}: request row {row} (and {int((~finite).sum()) - 1} more) has a label that is "
+            f"not a finite number; prepare this day again with --force."
+        )
 
 
 def cache_identity(path: Path | str, days: tuple[str, ...] | list[str] | None = None) -> str:

@@ -410,3 +410,38 @@ def test_dataset_config_days_default_and_ranges():
     assert DatasetConfig(kind="recflow", data_dir="c").days is None  # the paper's days
     config = DatasetConfig(kind="recflow", data_dir="c", days="2024-02-01..2024-02-03,2024-02-05")
     assert config.days == ("2024-02-01", "2024-02-02", "2024-02-03", "2024-02-05")
+
+
+def test_a_day_with_a_file_missing_is_listed_then_refused_not_dropped(src, tmp_path):
+    from cascbench.datasets.cache import available_days
+
+    root, days = src
+    (root / "all_stage" / f"{days[1]}.feather").unlink()  # its pickles stay
+    assert available_days(root) == sorted(days)
+    with pytest.raises(CascbenchError, match=rf"day {days[1]} is missing .*all_stage/{days[1]}"):
+        prepare(root, available_days(root), tmp_path)
+
+
+@pytest.fixture
+def prepared(src, tmp_path):
+    root, days = src
+    prepare(root, days, tmp_path)
+    return tmp_path / "cache", days
+
+
+def test_a_nan_label_in_a_cache_names_the_day_array_and_row(prepared):
+    cache, days = prepared
+    file = cache / "days" / days[0] / "label.npy"
+    label = np.load(file)
+    label[3, 0] = np.nan
+    np.save(file, label)
+    with pytest.raises(CascbenchError, match=rf"{days[0]}/label.npy: request row 3 .*not a finite"):
+        open_cache(cache, get_setting(SETTING), days)
+
+
+def test_a_truncated_cache_array_names_the_file(prepared):
+    cache, days = prepared
+    file = cache / "days" / days[-1] / "candidates.npy"
+    file.write_bytes(file.read_bytes()[:200])
+    with pytest.raises(CascbenchError, match=rf"{days[-1]}/candidates.npy cannot be read"):
+        open_cache(cache, get_setting(SETTING), days)
