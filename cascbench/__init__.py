@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 _PUBLIC = {
     "Batch": "cascbench.batch",
     "Targets": "cascbench.batch",
+    "example_targets": "cascbench.batch",
     "CascadeData": "cascbench.data",
     "FeatureSchema": "cascbench.data",
     "CascbenchError": "cascbench.errors",
@@ -53,6 +54,7 @@ __all__ = [
     "TrainConfig",
     "__version__",
     "evaluate",
+    "example_targets",
     "fit",
     "get_method",
     "get_setting",
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from cascbench.batch import Batch, Targets
+    from cascbench.batch import Batch, Targets, example_targets
     from cascbench.data import CascadeData, FeatureSchema
     from cascbench.errors import CascbenchError
     from cascbench.method import (

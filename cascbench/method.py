@@ -10,6 +10,7 @@ the reference values, so the CLI, configs and run ids all see the same typed, va
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any, ClassVar
 import pydantic
 import torch
 
-from cascbench.batch import Targets
+from cascbench.batch import Targets, check_inputs
 from cascbench.errors import CascbenchError, unknown_name_error, validate_fields
 from cascbench.search_space import Dimension
 from cascbench.settings import Setting
@@ -33,7 +34,8 @@ ENTRY_POINT_GROUP = "cascbench.methods"
 class MethodParams(pydantic.BaseModel):
     """Base of every method's hyper-parameters: typed, immutable, unknown names refused."""
 
-    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+    # A NaN or infinite hyper-parameter is refused here, not met as a NaN loss at run time.
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass
@@ -66,6 +68,11 @@ class Method(torch.nn.Module):
     #: fields every method is tuned on (search_space.TRAIN_SEARCH_SPACE).
     search_space: ClassVar[dict[str, Dimension]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "loss" in cls.__dict__:
+            cls.loss = _checking_inputs(cls.__dict__["loss"])
+
     def __init__(self, setting: Setting, **params: Any) -> None:
         super().__init__()
         self.check_stages(setting)
@@ -90,7 +97,9 @@ class Method(torch.nn.Module):
         return params
 
     def loss(self, scores: torch.Tensor, targets: Targets, step: int = 0) -> LossOutput:
-        """scores: float32 [T, B, N] (stage t's logits); targets: Targets [B, N].
+        """scores: float32 [T, B, N] (stage t's logits); targets: Targets [B, N] in the setting's
+        layout (`cb.example_targets` makes some). Both are checked before a subclass's loss runs
+        (shapes, dtypes, devices: a CascbenchError names the argument at fault).
 
         step: the 0-based training step, for losses with a step-dependent schedule (rankflow's
         alternating phases); nothing else may depend on how often `loss` was called, so that two
@@ -100,6 +109,25 @@ class Method(torch.nn.Module):
         targets)`.
         """
         raise NotImplementedError
+
+
+def _checking_inputs(loss: Callable[..., LossOutput]) -> Callable[..., LossOutput]:
+    """A subclass's `loss` preceded by the checks of its inputs (`check_inputs`: shapes, dtypes
+    and devices, nothing read from the tensors), so that a mistake is an error that names the
+    argument, not a torch error deep inside the loss; skipped inside torch.compile."""
+    if getattr(loss, "checks_inputs", False):
+        return loss
+
+    @functools.wraps(loss)
+    def checked(
+        self: Method, scores: torch.Tensor, targets: Targets, *args: Any, **kwargs: Any
+    ) -> LossOutput:
+        if not torch.compiler.is_compiling():
+            check_inputs(scores, targets, self.setting)
+        return loss(self, scores, targets, *args, **kwargs)
+
+    checked.checks_inputs = True  # type: ignore[attr-defined]
+    return checked
 
 
 def validate_params(method: str, params_model: type[MethodParams], values: dict) -> MethodParams:

@@ -12,7 +12,7 @@ from typing import Literal
 
 import torch
 
-from cascbench.batch import Targets
+from cascbench.batch import Targets, check_inputs
 from cascbench.cascade import (
     cascade_select,
     descending_order,
@@ -173,17 +173,7 @@ class EvalResult:
 def _check_inputs(
     scores: torch.Tensor, targets: Targets, setting: Setting, protocol: Protocol
 ) -> None:
-    expected = (setting.n_stages, *targets.label.shape)
-    if scores.dim() != 3 or tuple(scores.shape) != expected:
-        raise CascbenchError(
-            f"scores have shape {tuple(scores.shape)}; setting {setting.name!r} with these targets "
-            f"needs [T, B, N] = {list(expected)}."
-        )
-    if targets.label.shape[-1] != setting.n_candidates:
-        raise CascbenchError(
-            f"targets have N={targets.label.shape[-1]} candidates; setting {setting.name!r} has "
-            f"N={setting.n_candidates}."
-        )
+    check_inputs(scores, targets, setting)
     for name, stage_scores in zip(setting.stage_names, scores, strict=True):
         bad = ~torch.isfinite(stage_scores)
         if protocol == "clean":  # padded slots take part in the release's selections only

@@ -152,8 +152,8 @@ def test_invalid_training_options_are_named(tmp_path):
 def test_progress_lines_name_each_finished_run(results):
     _, result = results
     assert "6 runs: 0 done already, 6 to run." in result.output
-    assert "[1/6] done lcron seed 0: joint_recall" in result.output
-    assert "[6/6] done bce seed 1" in result.output
+    assert "[1/6] done lcron batch_size=64 seed 0: joint_recall" in result.output
+    assert "[6/6] done bce batch_size=64 seed 1" in result.output
 
 
 def test_dry_run_prints_the_plan_and_runs_nothing(results):
@@ -161,7 +161,8 @@ def test_dry_run_prints_the_plan_and_runs_nothing(results):
     result = invoke(*TINY_GRID, "--results-dir", root, "--dry-run", "--seeds", "0-2")
     assert result.exit_code == 0, result.output
     assert "Plan: 9 runs; 6 done already; 3 would run on this process" in result.output
-    assert "lcron seed 2" in result.output and "lcron seed 0" not in result.output
+    assert "lcron batch_size=64 seed 2" in result.output
+    assert "lcron batch_size=64 seed 0" not in result.output
     assert len(list((root / "runs").iterdir())) == 6
 
 
@@ -213,7 +214,7 @@ def test_presets_are_listed_and_chosen_by_name(tmp_path):
     assert listing.exit_code == 0 and "demo:" in listing.output and "tiny-sweep:" in listing.output
     result = invoke("run", "--preset", "tiny-sweep", "--results-dir", tmp_path, "--dry-run")
     assert "Plan: 18 runs; 0 done already; 18 would run" in result.output
-    assert "rankflow lr=0.02 seed 2" in result.output
+    assert "rankflow lr=0.02 batch_size=64 seed 2" in result.output
     assert "Did you mean 'demo'?" in invoke("run", "--preset", "demoo").output
     both = invoke("run", "--preset", "demo", "--config", tmp_path / "x.yaml")
     assert both.exit_code == 2 and "either --config or --preset" in both.output

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from cascbench.cli import app
 from cascbench.experiment.config import DatasetConfig, RunConfig
-from cascbench.experiment.store import DONE, ResultStore
+from cascbench.experiment.store import DONE, ResultStore, manifest
 
 runner = CliRunner()
 
@@ -55,6 +55,7 @@ def store(tmp_path):
             environment = json.loads((folder / "environment.json").read_text())
             environment["evaluator_version"] = "0"
             (folder / "environment.json").write_text(json.dumps(environment))
+            (folder / DONE).write_text(json.dumps(manifest(folder)))  # as that version wrote it
         elif name == "wrong_id":
             folder.rename(folder.with_name("0123456789abcdef"))
             suspects[name] = folder.with_name("0123456789abcdef")
@@ -80,11 +81,14 @@ def test_runs_lists_every_run_with_its_state(store):
         "incomplete": "incomplete",
         "old_evaluator": "incompatible",
         "wrong_id": "incompatible",
-        "no_metrics": "unreadable",
+        "no_metrics": "damaged",
     }
     for name, state in suspect_states.items():
         assert row_state(result.output, suspects[name].name) == state
-    assert "8 runs: 2 done, 1 failed, 1 missing, 1 incomplete, 2 incompatible, 1" in result.output
+    assert (
+        "8 runs: 2 done, 1 failed, 1 missing, 1 incomplete, 2 incompatible, 1 damaged"
+        in result.output
+    )
 
 
 def test_runs_failed_shows_the_traceback(store):

@@ -3,7 +3,30 @@
 import subprocess
 import sys
 
+import pytest
+
 import cascbench
+
+#: Runs the console script's entry point with the given arguments in a fresh interpreter, then
+#: prints whether torch was imported.
+_CLI = """
+import sys
+from cascbench.cli import main
+sys.argv = ["cascbench", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as exit:
+    assert exit.code in (0, None), exit.code
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def imports_torch(*args: str) -> bool:
+    result = subprocess.run(
+        [sys.executable, "-c", _CLI, *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1] == "torch imported: True"
 
 
 def test_importing_the_cli_does_not_import_torch():
@@ -13,7 +36,46 @@ def test_importing_the_cli_does_not_import_torch():
     assert result.stdout.strip() == "False"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["list", "--help"],
+        ["runs", "--help"],
+        ["report", "--help"],
+        ["run", "--help"],
+        ["tune", "--help"],
+        ["power", "--help"],
+    ],
+)
+def test_help_does_not_import_torch(args):
+    assert not imports_torch(*args)
+
+
+def test_the_check_sees_torch_when_a_command_imports_it():
+    assert imports_torch("list", "methods")  # the method registry is torch modules
+
+
+# Blocked outside the CLI: `list worlds` needs cascbench.datasets.synthetic, whose package `cascbench.datasets` imports
+# cascbench.data and cascbench.settings, which import torch at module level; `list presets` needs
+# experiment.configfile -> experiment.config -> cascbench.datasets. Strict: when those imports
+# become lazy these pass, and the mark must go.
+@pytest.mark.xfail(strict=True, reason="cascbench.datasets imports torch (via data, settings)")
+@pytest.mark.parametrize("args", [["list", "worlds"], ["list", "presets"]])
+def test_listing_worlds_and_presets_does_not_import_torch(args):
+    assert not imports_torch(*args)
+
+
 def test_every_public_name_is_exported_and_loads():
     assert set(cascbench.__all__) == {"__version__", *cascbench._PUBLIC}
     for name in cascbench._PUBLIC:
         assert getattr(cascbench, name).__name__ == name
+
+
+def test_the_names_written_into_run_help_are_the_registries():
+    from cascbench.cli.run import SETTING_NAMES, WORLD_NAMES
+    from cascbench.datasets.synthetic import WORLD_PRESETS
+    from cascbench.settings import list_settings
+
+    assert tuple(list_settings()) == SETTING_NAMES
+    assert tuple(WORLD_PRESETS) == WORLD_NAMES

@@ -12,10 +12,37 @@ import typer
 import yaml
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from cascbench.errors import CascbenchError, unknown_name_error
 
+
+def _hide_flag_types(command: Any, ctx: Any) -> None:
+    """A boolean flag takes no value: its help shows no `<bool>` type (typer's default).
+    (Typer ships its own copy of click, hence no isinstance checks against click's classes.)"""
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _hide_flag_types(sub, ctx)
+
+
+class _Group(TyperGroup):
+    """The app's group: the help of the app and of every command it holds (`_hide_flag_types`)."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _hide_flag_types(command, ctx)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _hide_flag_types(self, ctx)
+        super().format_help(ctx, formatter)
+
+
 app = typer.Typer(
+    cls=_Group,
     name="cascbench",
     help="Train and compare multi-stage cascade ranking methods.\n\n"
     "Example: cascbench run --methods lcron,rankflow,bce --seeds 0-2 && cascbench report",

@@ -7,6 +7,8 @@ import typing
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from cascbench.cli._common import app, console, user_errors
 from cascbench.errors import unknown_name_error
@@ -16,51 +18,95 @@ from cascbench.errors import unknown_name_error
 def list_(
     what: Annotated[str, typer.Argument(help="methods, settings, worlds or presets.")],
     verbose: Annotated[
-        bool, typer.Option("--verbose", help="Show every hyper-parameter with type and default.")
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Show more: every hyper-parameter with type and default, a setting's "
+            "description, every world knob, a preset's YAML.",
+        ),
     ] = False,
 ) -> None:
     """List the registered methods, the built-in settings, the synthetic world presets or the
     packaged experiments (`cascbench run --preset NAME`; --verbose prints their YAML)."""
-    from cascbench.method import list_methods
-    from cascbench.search_space import TRAIN_SEARCH_SPACE
-    from cascbench.settings import list_settings
-
     with user_errors():
         choices = ("methods", "settings", "worlds", "presets")
         if what not in choices:
             raise unknown_name_error("list", what, choices)
-        if what == "methods":
-            for name, cls in list_methods().items():
-                console.print(f"[bold]{name}[/]: ", end="")
-                console.print(cls.summary, markup=False, highlight=False)
-                if verbose:
-                    for pname, field in cls.Params.model_fields.items():
-                        console.print(
-                            f"    {pname} ({_type_name(field.annotation)}, default "
-                            f"{field.default!r}): {field.description or ''}",
-                            markup=False,
-                            highlight=False,
-                        )
-                    space = {**TRAIN_SEARCH_SPACE, **cls.search_space}
-                    console.print(
-                        "    tuned over (cascbench tune): "
-                        + ", ".join(f"{key} {dim.describe()}" for key, dim in space.items()),
-                        markup=False,
-                        highlight=False,
-                    )
-        elif what == "settings":
-            for name, s in list_settings().items():
-                stages = " → ".join(f"{st.name}:{st.model} keeps {st.quota}" for st in s.stages)
-                console.print(f"[bold]{name}[/]: N={s.n_candidates}, K={s.k}, {stages}")
-                if verbose:
-                    console.print(f"    {s.description}", highlight=False)
-        elif what == "presets":
-            _list_presets(verbose)
-        else:
-            from cascbench.datasets.synthetic import WORLD_PRESETS
+        _LISTERS[what](verbose)
 
-            for name, config in WORLD_PRESETS.items():
-                console.print(f"[bold]{name}[/]: {config.model_dump()}", highlight=False)
+
+# Each lister imports only what it shows.
+def _list_methods(verbose: bool) -> None:
+    from cascbench.method import list_methods
+    from cascbench.search_space import TRAIN_SEARCH_SPACE
+
+    for name, cls in list_methods().items():
+        console.print(f"[bold]{name}[/]: ", end="")
+        console.print(cls.summary, markup=False, highlight=False)
+        if verbose:
+            for pname, field in cls.Params.model_fields.items():
+                console.print(
+                    f"    {pname} ({_type_name(field.annotation)}, default "
+                    f"{field.default!r}): {field.description or ''}",
+                    markup=False,
+                    highlight=False,
+                )
+            space = {**TRAIN_SEARCH_SPACE, **cls.search_space}
+            console.print(
+                "    tuned over (cascbench tune): "
+                + ", ".join(f"{key} {dim.describe()}" for key, dim in space.items()),
+                markup=False,
+                highlight=False,
+            )
+
+
+def _list_settings(verbose: bool) -> None:
+    from cascbench.settings import list_settings
+
+    for name, s in list_settings().items():
+        stages = " → ".join(f"{st.name}:{st.model} keeps {st.quota}" for st in s.stages)
+        console.print(f"[bold]{name}[/]: N={s.n_candidates}, K={s.k}, {stages}")
+        if verbose:
+            console.print(f"    {s.description}", highlight=False)
+
+
+def _list_worlds(verbose: bool) -> None:
+    """One row per preset: its size and the knobs it sets (the others keep the defaults, which
+    are the `small` world's); --verbose: every knob with its default and description."""
+    from cascbench.datasets.synthetic import WORLD_PRESETS, WorldConfig
+
+    defaults = WorldConfig()
+    table = Table(title="Synthetic world presets (--world NAME, --world-option KNOB=VALUE)")
+    table.add_column("world")
+    table.add_column("days × requests/day", justify="right")
+    table.add_column("requests", justify="right")
+    table.add_column("knobs that differ from the defaults")
+    for name, config in WORLD_PRESETS.items():
+        changed = [
+            f"{knob}={value}"
+            for knob, value in config.model_dump().items()
+            if value != getattr(defaults, knob) and knob not in ("days", "requests_per_day")
+        ]
+        table.add_row(
+            f"[bold]{escape(name)}[/]",
+            f"{config.days} × {config.requests_per_day:,}",
+            f"{config.days * config.requests_per_day:,}",
+            escape(", ".join(changed) or "none (the defaults)"),
+        )
+    console.print(table)
+    console.print(
+        "The last day is the test day; with --split validation, the one before it validates.",
+        highlight=False,
+    )
+    if verbose:
+        knobs = Table(title="Every knob (WorldConfig)")
+        for column in ("knob", "default", "description"):
+            knobs.add_column(column)
+        for knob, field in WorldConfig.model_fields.items():
+            knobs.add_row(knob, escape(repr(field.default)), escape(field.description or ""))
+        console.print(knobs)
+    else:
+        console.print("`cascbench list worlds --verbose` describes every knob.", highlight=False)
 
 
 def _list_presets(verbose: bool) -> None:
@@ -74,6 +120,14 @@ def _list_presets(verbose: bool) -> None:
         if verbose:
             text = resources.files("cascbench.presets").joinpath(f"{name}.yaml").read_text()
             console.print(text, markup=False, highlight=False)
+
+
+_LISTERS = {
+    "methods": _list_methods,
+    "settings": _list_settings,
+    "worlds": _list_worlds,
+    "presets": _list_presets,
+}
 
 
 def _type_name(annotation: Any) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +13,9 @@ from rich.markup import escape
 
 from cascbench.cli._common import app, console, err_console, split_names, user_errors
 from cascbench.errors import CascbenchError, unknown_name_error
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = ("table", "markdown", "latex", "csv")
 TESTS = ("t", "wilcoxon")
@@ -163,7 +166,10 @@ def report(
             built = build_findings(frame, options)
         else:
             built = build_report(frame, options, RunFiles(store).per_request)
-    for note in built.notes:
+        notes = list(built.notes)
+        if compare_paper and not findings:
+            notes += _unmatched_paper_rows(frame, options.metrics)
+    for note in notes:
         err_console.print(f"[yellow]Note:[/] {escape(note)}", highlight=False, soft_wrap=True)
     if format == "csv":
         text = built.cells.to_csv(index=False)
@@ -184,6 +190,20 @@ def report(
             return
         text = target.file.getvalue()
     _write(text, output)
+
+
+def _unmatched_paper_rows(frame: pd.DataFrame, metrics: list[str] | None) -> list[str]:
+    """--compare-paper: for each row without the paper's numbers, the conditions that failed."""
+    from cascbench.report.paper import unmatched_rows
+    from cascbench.report.tables import summarize
+
+    return [
+        f"--compare-paper, {table.title}: no published numbers for {variant}: "
+        + "; ".join(reasons)
+        + "."
+        for table in summarize(frame, metrics)
+        for variant, reasons in unmatched_rows(table).items()
+    ]
 
 
 def _write(text: str, output: Path | None) -> None:

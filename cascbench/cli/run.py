@@ -35,19 +35,33 @@ def _train_help(name: str) -> str:
     return f"{(field.description or '').rstrip('.')}; default: {field.default}."
 
 
+#: Written out rather than read from the registries, which would import torch for `run --help`;
+#: tests/test_startup.py keeps them equal to the registries.
+SETTING_NAMES = ("recflow-2stage", "recflow-3stage", "synthetic-1stage", "synthetic-4stage")
+WORLD_NAMES = ("tiny", "small", "recflow-like", "recflow-like-large", "recflow-like-3stage")
+SETTING_HELP = (
+    f"Setting: {', '.join(SETTING_NAMES)} (`cascbench list settings` describes them); default: "
+    "recflow-2stage."
+)
+WORLD_HELP = (
+    f"Synthetic world preset: {', '.join(WORLD_NAMES)} (`cascbench list worlds` gives their "
+    "sizes); default: small."
+)
+
+
 @app.command(
     epilog="Examples:\n\n"
     "  cascbench run --methods lcron,rankflow,bce --seeds 0-2\n\n"
     "  cascbench run --methods lcron --param lcron.tau=20 --setting recflow-3stage --world tiny\n\n"
     "  cascbench run --preset tiny-sweep --jobs 2\n\n"
-    "  cascbench run --config grid.yaml --set train.lr=0.02 --set grid.lcron.tau=[20,50] "
-    "--dry-run\n\n"
+    "  cascbench run --config examples/grid.yaml --set train.lr=0.02 "
+    "--set grid.lcron.tau=[20,50] --dry-run\n\n"
     "  cascbench run --config grid.yaml --gpus 0,1,2,3\n\n"
     "  cascbench run --preset demo --executor ray --ray-address auto\n\n"
     "The same command again runs only what is missing: finished runs are skipped (--force "
     "reruns them), failed and interrupted ones run again. Ctrl-C or SIGTERM stops cleanly "
     "(running runs are abandoned; a second signal aborts at once). Exit code: 0 when every run "
-    "succeeded, 1 when some failed, 2 for bad input, 128 + the signal's number when stopped."
+    "succeeded, 1 when some failed, 2 for bad input, 128 + the signal's number when stopped.",
 )
 def run(
     config: Annotated[
@@ -68,13 +82,13 @@ def run(
     methods: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated method names (see `cascbench list methods`); default: "
-            "lcron,rankflow,bce."
+            help="Comma-separated method names (`cascbench list methods`: every method with "
+            "its hyper-parameters); default: lcron,rankflow,bce."
         ),
     ] = None,
     setting: Annotated[
         str | None,
-        typer.Option(help="Setting name (see `cascbench list settings`); default: recflow-2stage."),
+        typer.Option(help=SETTING_HELP),
     ] = None,
     dataset: Annotated[
         str | None, typer.Option(help="synthetic (default) or recflow (a prepared cache).")
@@ -89,9 +103,7 @@ def run(
             "2024-01-13..2024-02-03,2024-02-04); default: the paper's."
         ),
     ] = None,
-    world: Annotated[
-        str | None, typer.Option(help="Synthetic world preset: tiny or small (default).")
-    ] = None,
+    world: Annotated[str | None, typer.Option(help=WORLD_HELP)] = None,
     world_option: Annotated[
         list[str], typer.Option(help="Override a world knob, KEY=VALUE (repeatable).")
     ] = [],  # noqa: B006
@@ -293,17 +305,18 @@ def _print_plan(
     )
     if not todo:
         return
+    from cascbench.experiment.plan import dataset_label
+
     table = Table(title="Would run")
     for column in ("run id", "run", "setting", "dataset", "before"):
         table.add_column(column)
     states = {entry.run_id: entry.state for entry in store.entries()}
     for run in todo:
-        dataset = run.config.dataset
         table.add_row(
             run.run_id,
             escape(run.label),
             run.config.setting,
-            escape(f"{dataset.kind}:{dataset.world}"),
+            escape(dataset_label(run.config.dataset.model_dump(mode="json"))),
             states.get(run.run_id, "missing"),
         )
     console.print(table)

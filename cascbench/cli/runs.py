@@ -12,12 +12,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from cascbench.cli._common import app, console, split_names, user_errors
-from cascbench.errors import unknown_name_error
+from cascbench.errors import CascbenchError, unknown_name_error
 
 if TYPE_CHECKING:
     from cascbench.experiment.store import RunEntry
 
-STATES = ("done", "failed", "missing", "incomplete", "incompatible", "unreadable")
+STATES = ("done", "failed", "missing", "incomplete", "incompatible", "unreadable", "damaged")
 _STYLES = {"done": "green", "failed": "red", "missing": "yellow"}
 
 
@@ -28,7 +28,9 @@ _STYLES = {"done": "green", "failed": "red", "missing": "yellow"}
     "  cascbench runs --state missing,incomplete\n\n"
     "States: done; failed (its error is kept; it runs again next time); missing (planned by a "
     "grid but not run yet, e.g. after an interruption); incomplete (a folder without DONE); "
-    "incompatible (written by a cascbench version whose ids or evaluator differ); unreadable. "
+    "incompatible (written by a cascbench version whose ids or evaluator differ); unreadable; "
+    "damaged (DONE present but a file differs from its manifest: `run` moves it to "
+    "<results>/damaged/ and runs it again). "
     "Reports use only done runs."
 )
 def runs(
@@ -69,17 +71,22 @@ def runs(
             console.rule(f"[red]failed[/] {entry.run_id} {escape(labels[entry.run_id])}")
             console.print(escape(store.error_text(entry.run_id).rstrip()), highlight=False)
     elif shown:
+        from cascbench.experiment.plan import dataset_label
+
         table = Table()
-        for column in ("run id", "state", "run", "setting", "detail"):
+        for column in ("run id", "state", "run", "setting", "dataset", "detail"):
             table.add_column(column)
         labels = _labels(entries)
         for entry in sorted(shown, key=lambda e: (labels[e.run_id], e.run_id)):
             style = _STYLES.get(entry.state, "magenta")
+            config = entry.config if isinstance(entry.config, dict) else {}
+            dataset = config.get("dataset")
             table.add_row(
                 entry.run_id,
                 f"[{style}]{entry.state}[/]",
                 escape(labels[entry.run_id]),
-                escape(str((entry.config or {}).get("setting", "?"))),
+                escape(str(config.get("setting", "?"))),
+                escape(dataset_label(dataset) if isinstance(dataset, dict) else "?"),
                 escape(entry.detail),
             )
         console.print(table)
@@ -88,20 +95,16 @@ def runs(
 
 
 def _labels(entries: list[RunEntry]) -> dict[str, str]:
-    """Run id -> "lcron tau=20.0 lr=0.02 seed 1": the method and what varies between the runs
-    (configs this version cannot read get "method seed N")."""
+    """Run id -> "lcron tau=20.0 lr=0.02 seed 1", as the plan labels it (`run_label`); configs
+    this version cannot read get "method seed N"."""
     from cascbench.experiment.config import RunConfig
-    from cascbench.experiment.plan import run_labels
+    from cascbench.experiment.plan import run_label
 
-    readable: dict[str, RunConfig] = {}
     labels = {}
     for entry in entries:
-        config = entry.config or {}
-        labels[entry.run_id] = f"{config.get('method', '?')} seed {config.get('seed', '?')}"
+        config = entry.config if isinstance(entry.config, dict) else {}
         try:
-            readable[entry.run_id] = RunConfig.model_validate(config)
-        except pydantic.ValidationError:
-            continue
-    if readable:
-        labels.update(zip(readable, run_labels(list(readable.values())), strict=True))
+            labels[entry.run_id] = run_label(RunConfig.model_validate(config))
+        except (pydantic.ValidationError, CascbenchError):
+            labels[entry.run_id] = f"{config.get('method', '?')} seed {config.get('seed', '?')}"
     return labels

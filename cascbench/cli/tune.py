@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cascbench.cli._common import app, console, err_console, user_errors
+from cascbench.cli.run import SETTING_HELP, WORLD_HELP
 
 if TYPE_CHECKING:
     from cascbench.experiment.tune import Tuner, TuneSummary
@@ -49,7 +50,7 @@ def tune(
     methods: Annotated[
         str | None, typer.Option(help="Comma-separated method names; default: lcron,rankflow,bce.")
     ] = None,
-    setting: Annotated[str | None, typer.Option(help="Setting name.")] = None,
+    setting: Annotated[str | None, typer.Option(help=SETTING_HELP)] = None,
     dataset: Annotated[
         str | None, typer.Option(help="synthetic (default) or recflow (a prepared cache).")
     ] = None,
@@ -62,7 +63,7 @@ def tune(
             help="RecFlow: the days; the last is the test day, the one before it validates."
         ),
     ] = None,
-    world: Annotated[str | None, typer.Option(help="Synthetic world preset.")] = None,
+    world: Annotated[str | None, typer.Option(help=WORLD_HELP)] = None,
     world_option: Annotated[
         list[str], typer.Option(help="Override a world knob, KEY=VALUE (repeatable).")
     ] = [],  # noqa: B006

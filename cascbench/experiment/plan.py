@@ -10,6 +10,7 @@ executor runs exactly the config whose id the store files it under.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import typing
 from collections.abc import Sequence
@@ -19,8 +20,10 @@ from typing import Any
 import pydantic
 
 from cascbench.datasets import check_dataset
+from cascbench.datasets.synthetic import get_world_config
 from cascbench.errors import CascbenchError, closest, unknown_name_error
 from cascbench.experiment.config import (
+    EXECUTION_ONLY_TRAIN_FIELDS,
     DatasetConfig,
     ModelConfig,
     RunConfig,
@@ -45,57 +48,67 @@ class PlannedRun:
 
 
 def plan_runs(resolved: Sequence[RunConfig]) -> tuple[list[PlannedRun], int]:
-    """The runs of resolved configs (`RunConfig.resolved`) with their ids, in order, each id
-    once; returns (runs, duplicates dropped). Labels show the method, the fields that vary
-    across the grid, and the seed."""
+    """The runs of resolved configs (`RunConfig.resolved`) with their ids and labels
+    (`run_label`), in order, each id once; returns (runs, duplicates dropped)."""
     unique: dict[str, RunConfig] = {}
     for config in resolved:
         unique.setdefault(resolved_run_id(config), config)
-    labels = run_labels(list(unique.values()))
-    runs = [
-        PlannedRun(run_id, config, label)
-        for (run_id, config), label in zip(unique.items(), labels, strict=True)
-    ]
+    runs = [PlannedRun(run_id, config, run_label(config)) for run_id, config in unique.items()]
     return runs, len(resolved) - len(runs)
 
 
-def run_labels(configs: Sequence[RunConfig]) -> list[str]:
-    """ "lcron tau=20 lr=0.02 seed 1": a method's hyper-parameters that vary among its runs and
-    the other fields that vary across all runs (the seed always shown)."""
-    flat = [_flatten(c.model_dump(mode="json", exclude={"method_params", "seed"})) for c in configs]
-    varying = [k for k in _varying(flat) if k != "method"]
-    params_by_method: dict[str, list[dict]] = {}
-    for config in configs:
-        params_by_method.setdefault(config.method, []).append(config.method_params)
-    varying_params = {method: _varying(params) for method, params in params_by_method.items()}
-    labels = []
-    for config, values in zip(configs, flat, strict=True):
-        parts = [config.method]
-        parts += [
-            f"{k}={config.method_params[k]}"
-            for k in varying_params[config.method]
-            if k in config.method_params
-        ]
-        parts += [f"{k.rsplit('.', 1)[-1]}={values[k]}" for k in varying if k in values]
-        labels.append(" ".join(parts) + f" seed {config.seed}")
-    return labels
+# Labels: every view of a run (the plan, progress lines, `cascbench runs`, report rows) derives
+# its names from the resolved config here, so that the same run reads the same everywhere.
 
 
-def _varying(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The keys whose value (or presence) differs between rows, in first-seen order."""
-    keys = list(dict.fromkeys(k for row in rows for k in row))
-    missing = object()
-    return [k for k in keys if len({repr(row.get(k, missing)) for row in rows}) > 1]
+@functools.lru_cache(maxsize=256)
+def default_params(setting: str, method: str) -> dict[str, Any]:
+    """A method's hyper-parameters at their defaults resolved for `setting` (do not modify)."""
+    return RunConfig(setting=setting, method=method).resolved().method_params
 
 
-def _flatten(value: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, item in value.items():
-        if isinstance(item, dict) and item:
-            flat.update(_flatten(item, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = item
-    return flat
+def changed_params(setting: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """A method's resolved hyper-parameters that differ from its defaults on `setting`."""
+    default = default_params(setting, method)
+    return {key: value for key, value in params.items() if default.get(key) != value}
+
+
+def _changed_fields(values: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    return [f"{key}={value}" for key, value in values.items() if defaults.get(key) != value]
+
+
+_TRAIN_DEFAULTS = TrainConfig().model_dump(mode="json")
+_MODEL_DEFAULTS = ModelConfig().model_dump(mode="json")
+
+
+def run_label(config: RunConfig) -> str:
+    """ "lcron tau=20.0 lr=0.02 seed 1": the method, then every hyper-parameter, training field
+    and stage-model option that differs from its default (how the run executes, such as the
+    device, left out), the world seed when not 0, and the seed. The setting and the dataset
+    (`dataset_label`) are shown beside it. `config`: resolved (`RunConfig.resolved`)."""
+    params = changed_params(config.setting, config.method, config.method_params)
+    train = config.train.model_dump(mode="json", exclude=set(EXECUTION_ONLY_TRAIN_FIELDS))
+    parts = [config.method, *(f"{key}={value}" for key, value in params.items())]
+    parts += _changed_fields(train, _TRAIN_DEFAULTS)
+    parts += _changed_fields(config.model.model_dump(mode="json"), _MODEL_DEFAULTS)
+    if config.dataset.seed != DatasetConfig.model_fields["seed"].default:
+        parts.append(f"world_seed={config.dataset.seed}")
+    return " ".join(parts) + f" seed {config.seed}"
+
+
+def dataset_label(dataset: dict[str, Any]) -> str:
+    """What a run reads: "synthetic:small", "synthetic:tiny[noise_std=1]", "recflow" (a
+    prepared cache of the paper's days), "recflow[2024-01-13..2024-02-04]" (other days).
+    dataset: a DatasetConfig as JSON. The world seed is left out: it is a replicate, not
+    another dataset (see `run_label`)."""
+    if dataset.get("kind") == "recflow":
+        days = dataset.get("days")
+        return "recflow" + (f"[{days[0]}..{days[-1]}]" if days else "")
+    label = f"{dataset.get('kind', 'synthetic')}:{dataset.get('world', '?')}"
+    if dataset.get("world_options"):
+        options = ", ".join(f"{k}={v}" for k, v in sorted(dataset["world_options"].items()))
+        label += f"[{options}]"
+    return label
 
 
 def plan_experiment(experiment: ExperimentFile, source: str) -> tuple[list[PlannedRun], int]:
@@ -120,11 +133,28 @@ def plan_experiment(experiment: ExperimentFile, source: str) -> tuple[list[Plann
             fields = _run_fields(base, variant, choice)
             for seed in experiment.seeds:
                 config = _checked(where, lambda f=fields, s=seed: _resolved_config(f, s))
-                datasets.setdefault(config.dataset.model_dump_json(), (config.dataset, where))
+                datasets.setdefault(config.dataset.model_dump_json(), (config.dataset, choice))
                 configs.append(config)
-    for dataset, where in datasets.values():
-        _checked(where, lambda d=dataset: check_dataset(d))
+    for dataset, choice in datasets.values():
+        _check_dataset(dataset, choice, source)
     return plan_runs(configs)
+
+
+def _check_dataset(dataset: DatasetConfig, choice: dict[str, Any], source: str) -> None:
+    """`check_dataset`, its errors prefixed by the field at fault: "dataset.world" (or
+    "grid.dataset.world='huge'" when the grid set it), "dataset.world_options", "dataset.data_dir"."""
+
+    def where(field: str) -> str:
+        swept = [
+            f"grid.{k}={v!r}" for k, v in choice.items() if k == field or k.startswith(f"{field}.")
+        ]
+        return f"{source}: " + (", ".join(swept) if swept else field)
+
+    if dataset.kind == "synthetic":
+        _checked(where("dataset.world"), lambda: get_world_config(dataset.world))
+        _checked(where("dataset.world_options"), lambda: check_dataset(dataset))
+    else:
+        _checked(where("dataset.data_dir"), lambda: check_dataset(dataset))
 
 
 def _split_grid(

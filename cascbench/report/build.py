@@ -93,6 +93,9 @@ def _test_description(
     detectable effect on `metric`."""
     tested = comparison.dropna(subset=["p_value"])
     name = options.test_name
+    variants = comparison.index.get_level_values("variant").unique()
+    if len(variants) < 2:
+        return [f"Significance: n/a (one method, {variants[0]}: nothing to compare it against)."]
     if tested.empty:
         return [
             f"Significance: n/a (the {name} needs at least 2 pairs of runs, same world seed and "

@@ -107,38 +107,64 @@ def _zoom(ax: object, low: np.ndarray, high: np.ndarray, floor: float | None = 0
 
 
 def bar_figure(
-    mean: pd.DataFrame, std: pd.DataFrame, n: pd.DataFrame, title: str, error: ErrorKind = "std"
+    mean: pd.DataFrame,
+    std: pd.DataFrame,
+    n: pd.DataFrame,
+    title: str,
+    error: ErrorKind = "std",
+    marks: pd.DataFrame | None = None,
+    marks_meaning: str = "",
 ) -> tuple[Figure, pd.DataFrame]:
     """Grouped bars: one panel per metric (column of `mean`), one bar per row label, error bars.
 
-    mean, std, n: float[label, metric] (a SummaryTable's frames). Returns the figure and its data
-    (label, metric, mean, std, n, error)."""
+    Bars start at 0, where the y-axis starts (so that their lengths compare); each carries its
+    mean, and its significance mark when `marks` (str[label, metric]: "†", "‡" or "", from the
+    report's comparison) has one; `marks_meaning` says what they mean. mean, std, n:
+    float[label, metric] (a SummaryTable's frames). Returns the figure and its data (label,
+    metric, mean, std, n, error, mark)."""
     metrics = list(mean.columns)
     labels = list(mean.index)
     figure, axes = _panels(len(metrics), width=max(3.6, 0.55 * len(labels) + 1.5))
     rows = []
     for ax, metric in zip(axes, metrics, strict=True):
-        err = _error(std[metric], n[metric], error)
+        err = np.nan_to_num(_error(std[metric], n[metric], error))
+        values = mean[metric].to_numpy(dtype=float)
         positions = np.arange(len(labels))
         ax.bar(
             positions,
-            mean[metric].to_numpy(),
-            yerr=np.nan_to_num(err),
+            values,
+            yerr=err,
             color=[method_colour(label) for label in labels],
             capsize=3,
             edgecolor="black",
             linewidth=0.4,
         )
+        column = marks[metric] if marks is not None and metric in marks else None
+        signs = ["" if column is None else str(column.get(label, "") or "") for label in labels]
+        tops = np.nan_to_num(values) + err
+        for x, top, value, sign in zip(positions, tops, values, signs, strict=True):
+            if not np.isnan(value):
+                ax.annotate(
+                    f"{value:.3f}{sign}", (x, top), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7, rotation=90 if len(labels) > 4 else 0,
+                )  # fmt: skip
         ax.set_xticks(positions, labels, rotation=35, ha="right", fontsize=8)
         ax.set_title(metric, fontsize=10)
+        ax.set_ylabel(f"{metric} (axis from 0)", fontsize=9)
         ax.grid(axis="x", visible=False)
-        _zoom(ax, mean[metric] - np.nan_to_num(err), mean[metric] + np.nan_to_num(err))
+        low = min(0.0, float(np.nanmin(values - err))) if len(values) else 0.0
+        high = max(float(np.nanmax(tops)), 0.0) if len(values) else 1.0
+        ax.set_ylim(low, high + (high - low) * (0.25 if len(labels) > 4 else 0.12) + 1e-9)
         rows += [
             {"method": label, "metric": metric, "mean": mean.at[label, metric],
-             "std": std.at[label, metric], "n": int(n.at[label, metric]), "error": e}
-            for label, e in zip(labels, err, strict=True)
+             "std": std.at[label, metric], "n": int(n.at[label, metric]), "error": e,
+             "mark": sign}
+            for label, e, sign in zip(labels, err, signs, strict=True)
         ]  # fmt: skip
-    figure.suptitle(f"{title} ({_error_label(error)})", fontsize=11)
+    caption = f"{title} ({_error_label(error)}; bars from 0, labelled with their mean)"
+    if marks_meaning:
+        caption += f"\n{marks_meaning}"
+    figure.suptitle(caption, fontsize=10)
     return figure, pd.DataFrame(rows).assign(error_kind=error)
 
 
@@ -282,32 +308,78 @@ def smoothing_window(steps: int) -> int:
     return max(1, steps // 50)
 
 
+#: Prefix of the loss parts that are weights (learned or scheduled), not losses.
+WEIGHT_PREFIX = "weight/"
+
+
 def loss_figure(curves: pd.DataFrame, title: str) -> tuple[Figure, pd.DataFrame]:
     """Training curves: one panel per method, one line per logged series (total and each loss
-    part), the mean over seeds at each step, smoothed by a trailing rolling mean.
+    part), the mean over seeds at each step, smoothed by a trailing rolling mean. Loss weights
+    ("weight/<stage>") are dashed and read on their own scale, the right axis; the legend sits
+    under each panel, off the curves.
 
     curves: one row per (method, seed, step, series) with its value, methods in panel order."""
     mean = curves.groupby(["method", "series", "step"], sort=False)["value"].mean().reset_index()
     labels = list(dict.fromkeys(curves["method"]))
     part_colours = sns.color_palette("Set2", 8)
-    figure, axes = _panels(len(labels))
+    figure, axes = _panels(len(labels), height=4.2)
     parts = []
     for ax, label in zip(axes, labels, strict=True):
         own = mean[mean["method"] == label]
         window = smoothing_window(int(own["step"].nunique()))
-        for index, (series, line) in enumerate(own.groupby("series", sort=False)):
+        smoothed_by_series = {}
+        for series, line in own.groupby("series", sort=False):
             smoothed = line["value"].rolling(window, min_periods=1).mean()
+            smoothed_by_series[series] = (line, smoothed)
+            parts.append(line.assign(smoothed=smoothed.to_numpy(), window=window))
+        losses = [s for s in smoothed_by_series if not s.startswith(WEIGHT_PREFIX)]
+        weights = [s for s in smoothed_by_series if s.startswith(WEIGHT_PREFIX)]
+        to_loss_axis = _weight_scale(
+            [smoothed_by_series[s][1] for s in losses], [smoothed_by_series[s][1] for s in weights]
+        )
+        for index, series in enumerate(smoothed_by_series):
+            line, smoothed = smoothed_by_series[series]
             if series == "total":
                 style = {"color": method_colour(label), "linewidth": 2.2}
             else:
                 style = {"color": part_colours[(index - 1) % len(part_colours)], "linewidth": 1}
-            ax.plot(line["step"], smoothed, label=series, **style)
-            parts.append(line.assign(smoothed=smoothed.to_numpy(), window=window))
+            y = smoothed.to_numpy(dtype=float)
+            if series in weights:
+                style["linestyle"] = "--"
+                y = to_loss_axis[0](y)
+            ax.plot(line["step"], y, label=series, **style)
+        if weights:
+            axis = ax.secondary_yaxis("right", functions=(to_loss_axis[1], to_loss_axis[0]))
+            axis.set_ylabel("loss weight (dashed)", fontsize=8)
+            # Made after the panel's style was applied: take the size of the left axis' ticks.
+            axis.tick_params(labelsize=ax.yaxis.get_major_ticks()[0].label1.get_fontsize())
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step")
-        ax.legend(fontsize=7)
+        ax.set_ylabel("loss" if not weights else "loss (solid)", fontsize=8)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
     figure.suptitle(f"Training loss: {title} (mean over seeds, rolling mean)", fontsize=11)
     return figure, pd.concat(parts, ignore_index=True)
+
+
+def _weight_scale(losses: list[pd.Series], weights: list[pd.Series]) -> tuple:
+    """(weight -> loss axis, loss axis -> weight): the linear map that lays the weights' range
+    over the losses' range, so that weights drawn on the loss axes read on a right axis of
+    their own (a second Axes would not belong to the panel)."""
+
+    def span(series: list[pd.Series]) -> tuple[float, float]:
+        values = np.concatenate([s.to_numpy(dtype=float) for s in series]) if series else []
+        values = np.asarray(values)[np.isfinite(values)]
+        if values.size == 0:
+            return 0.0, 1.0
+        low, high = float(values.min()), float(values.max())
+        return (low - 0.5, high + 0.5) if high - low < 1e-12 else (low, high)
+
+    (loss_low, loss_high), (weight_low, weight_high) = span(losses), span(weights)
+    scale = (loss_high - loss_low) / (weight_high - weight_low)
+    return (
+        lambda w: loss_low + (np.asarray(w, dtype=float) - weight_low) * scale,
+        lambda y: weight_low + (np.asarray(y, dtype=float) - loss_low) / scale,
+    )
 
 
 def save_figure(figure: Figure, data: pd.DataFrame, folder: Path, name: str) -> list[Path]:

@@ -19,6 +19,7 @@ import yaml
 
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import RunConfig
+from cascbench.report.tables import SummaryTable
 
 PAPER_FILE = "lcron_icml2025_tables.csv"
 
@@ -122,3 +123,50 @@ def matching_numbers(
         first_table = matches["table"].iloc[0]
         rows.append(matches[matches["table"] == first_table].assign(variant=label))
     return pd.concat(rows)[columns] if rows else none
+
+
+def unmatched_reasons(label: str, setting: str, train: dict, method: str, params: str) -> list[str]:
+    """Why the paper has no numbers for one row of ours: each condition of `matching_numbers`
+    that fails, naming what the paper has instead (empty when a row of the paper matches).
+
+    label: the row's label ("lcron[tau=20.0]"); method and params (resolved hyper-parameters as
+    sorted JSON): what the row ran; train: its training fields."""
+    numbers = paper_numbers()
+    settings = sorted(set(numbers["setting"]))
+    if setting not in settings:
+        return [f"the paper has no {setting} (only {' and '.join(settings)})"]
+    reasons = []
+    if train.get("epochs", 1) != 1:
+        reasons.append(f"epochs={train['epochs']}: the paper trains one epoch")
+    if train.get("split", "last-day") != "last-day":
+        reasons.append(f"split={train['split']}: the paper's tables test on the last day")
+    on_setting = numbers[numbers["setting"] == setting]
+    own = on_setting[on_setting["method"] == method]
+    rows = own[own["params"] == params]
+    if rows.empty:
+        variants = sorted(set(own["paper_method"]))
+        has = f"its {method} rows: {', '.join(variants)}" if variants else f"no {method} at all"
+        reasons.append(f"{label} has no row in the paper's tables on {setting} ({has})")
+        return reasons
+    protocols = sorted(set(zip(rows["lr"], rows["batch_size"], strict=True)))
+    if (float(train["lr"]), int(train["batch_size"])) not in protocols:
+        listed = "; ".join(f"lr={lr}, batch_size={size}" for lr, size in protocols)
+        reasons.append(
+            f"lr={train['lr']}, batch_size={train['batch_size']}: the paper has {label} at {listed}"
+        )
+    return reasons
+
+
+def unmatched_rows(table: SummaryTable) -> dict[str, list[str]]:
+    """Row label -> why the paper has no numbers for it (`unmatched_reasons`), for every row of
+    `table` that `matching_numbers` leaves without numbers, in the table's order."""
+    params = table.runs.groupby("variant")[["method", "method_params"]].first()
+    reasons = {}
+    for variant in table.variants:
+        method, method_params = params.loc[variant]
+        found = unmatched_reasons(
+            variant, table.setting, table.train_config(variant), method, method_params
+        )
+        if found:
+            reasons[variant] = found
+    return reasons

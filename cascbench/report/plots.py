@@ -16,6 +16,7 @@ import pandas as pd
 
 from cascbench.errors import CascbenchError, unknown_name_error
 from cascbench.report import figures
+from cascbench.report.compare import BETTER, WORSE, CompareOptions, compare
 from cascbench.report.loading import RunFiles
 from cascbench.report.sweeps import Sweep, find_sweeps
 from cascbench.report.tables import SummaryTable, summarize
@@ -79,6 +80,22 @@ def _curves(table: SummaryTable, files: RunFiles) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _marks(table: SummaryTable) -> tuple[pd.DataFrame | None, str]:
+    """The report's significance marks (str[label, metric]; the default comparison: each row
+    against the best other one) and what they mean; (None, "") for a table of one row."""
+    if len(table.variants) < 2:
+        return None, ""
+    # The marks come from the paired tests alone: the per-request statistics are skipped and the
+    # bootstrap CI, which no mark depends on, kept short.
+    options = CompareOptions(resamples=0, pair_resamples=200)
+    marks = compare(table, options)["mark"].unstack("metric").fillna("")
+    meaning = (
+        f"{BETTER} / {WORSE}: significantly better / worse than the best other row ({options.test_name} "
+        f"over seeds, Holm's correction, α = {options.alpha}), as in `cascbench report`"
+    )
+    return marks, meaning
+
+
 def _sweep_groups(sweeps: Iterable[Sweep]) -> dict[tuple, list[Sweep]]:
     """Sweeps drawn together: same setting, dataset, parameter, context and metrics."""
     groups: dict[tuple, list[Sweep]] = {}
@@ -116,7 +133,10 @@ def draw_figures(
         suffix = _table_suffix(table, several)
         setting = get_setting(table.setting)
         if "bars" in wanted:
-            figure, data = figures.bar_figure(table.mean, table.std, table.n, table.title, error)
+            marks, meaning = _marks(table)
+            figure, data = figures.bar_figure(
+                table.mean, table.std, table.n, table.title, error, marks, meaning
+            )
             paths += figures.save_figure(figure, data, folder, f"bars{suffix}")
             drawn.add("bars")
         if "funnel" in wanted:

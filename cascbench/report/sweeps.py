@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cascbench.report.tables import TRAIN_DEFAULTS, _default_params, resolve_metrics
+from cascbench.experiment.plan import default_params
+from cascbench.report.tables import TRAIN_DEFAULTS, resolve_metrics
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def find_sweeps(frame: pd.DataFrame, metrics: list[str] | None = None) -> list[S
         # JSON text makes lists and None comparable and hashable.
         keys = params.map(lambda v: json.dumps(v, sort_keys=True))
         varying = [c for c in keys.columns if keys[c].nunique() > 1]
-        defaults = {**_default_params(setting, method), **TRAIN_DEFAULTS}
+        defaults = {**default_params(setting, method), **TRAIN_DEFAULTS}
         for parameter in varying:
             values = params[parameter]
             if sum(_is_number(v) for v in values.unique()) < 2 or not all(

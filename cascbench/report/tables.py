@@ -11,7 +11,6 @@ own best learning rate: "lcron[tau=12.3; lr=0.0123, batch_size=512]").
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
@@ -23,9 +22,9 @@ from cascbench.errors import CascbenchError, unknown_name_error
 from cascbench.experiment.config import (
     EXECUTION_ONLY_TRAIN_FIELDS,
     ModelConfig,
-    RunConfig,
     TrainConfig,
 )
+from cascbench.experiment.plan import changed_params, dataset_label
 from cascbench.experiment.store import StoredRun
 from cascbench.settings import get_setting
 
@@ -95,34 +94,10 @@ class SummaryTable:
         )
 
 
-@functools.lru_cache(maxsize=256)
-def _default_params(setting: str, method: str) -> dict:
-    return RunConfig(setting=setting, method=method).resolved().method_params
-
-
 def _method_changes(config: dict) -> list[str]:
     """The method's hyper-parameters that differ from their (setting-resolved) defaults."""
-    default = _default_params(config["setting"], config["method"])
-    return [
-        f"{key}={value}"
-        for key, value in config["method_params"].items()
-        if default.get(key) != value
-    ]
-
-
-def dataset_label(config: dict) -> str:
-    """ "synthetic:small", "synthetic:tiny[noise_std=1]", "recflow",
-    "recflow[2024-01-13..2024-02-04]" (the days when not the paper's). The world seed is left out:
-    it is a replicate (the frame's world_seed column), not another dataset."""
-    dataset = config["dataset"]
-    if dataset["kind"] == "recflow":
-        days = dataset.get("days")
-        return "recflow" + (f"[{days[0]}..{days[-1]}]" if days else "")
-    label = f"{dataset['kind']}:{dataset['world']}"
-    if dataset.get("world_options"):
-        options = ", ".join(f"{k}={v}" for k, v in sorted(dataset["world_options"].items()))
-        label += f"[{options}]"
-    return label
+    changed = changed_params(config["setting"], config["method"], config["method_params"])
+    return [f"{key}={value}" for key, value in changed.items()]
 
 
 def runs_frame(runs: list[StoredRun]) -> pd.DataFrame:
@@ -147,7 +122,7 @@ def runs_frame(runs: list[StoredRun]) -> pd.DataFrame:
         rows.append(
             {
                 "setting": run.config["setting"],
-                "dataset": dataset_label(run.config),
+                "dataset": dataset_label(run.config["dataset"]),
                 "method": run.config["method"],
                 "method_changes": ", ".join(_method_changes(run.config)),
                 "method_params": json.dumps(run.config["method_params"], sort_keys=True),
