@@ -31,7 +31,9 @@ for item in "$@"; do
     finished=$(date +%s)
     cascbench report --results-dir "$dir" --format markdown --output "$dir/table.md"
     cascbench report --results-dir "$dir" --format csv --output "$dir/table.csv"
-    cascbench report --results-dir "$dir" --tuning --format markdown --output "$dir/tuning.md" || true
+    cascbench report --results-dir "$dir" --tuning --format markdown --output "$dir/tuning.md"
+    cascbench report --results-dir "$dir" --findings --format markdown --output "$dir/findings.md"
+    cascbench power --results-dir "$dir" --format markdown > "$dir/power.md"
     cat > "$dir/PROVENANCE.md" <<PROV
 # Provenance: paper-$item, tuned protocol (issue 14)
 
@@ -45,8 +47,9 @@ for item in "$@"; do
   training seeds $seeds × world seeds $world_seeds.
 - Git revision: $revision.
 - Date: $(date -u +%Y-%m-%d).
-- Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPU cores, $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo), Python $(python -c 'import platform; print(platform.python_version())'), torch $(python -c 'import torch; print(torch.__version__)'); other work shared the machine.
+- Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) CPU cores, $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo), Python $(python -c 'import platform; print(platform.python_version())'), torch $(python -c 'import torch; print(torch.__version__)'); other work shared the machine.
 - Wall time: tuning $((tuned - started)) s, final runs $((finished - tuned)) s.
-- Run folders and the study database are not committed (\`.gitignore\`); the commands recreate them.
+- Run folders are not committed (\`.gitignore\`); the commands recreate them. The study database
+  (\`tuning/studies.db\`, every trial with its parameters and value) and \`tuning/final.yaml\` are.
 PROV
 done
