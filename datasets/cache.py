@@ -108,6 +108,8 @@ def prepare_recflow(
     days = check_days(days)
     _check_days_present(root, days)
     out = root / "cascbench-cache" / setting.name if out is None else Path(out)
+    if out.exists() and not out.is_dir():
+        raise CascbenchError(f"--out {out} is a file; expected a folder for the cache.")
 
     id_counts = read_id_counts(root)
     header = {

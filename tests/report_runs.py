@@ -51,6 +51,7 @@ def write_run(
     per_request: pd.DataFrame | None = None,
     curve: pd.DataFrame | None = None,
     per_day: pd.DataFrame | None = None,
+    environment: dict | None = None,
 ) -> str:
     """Write one finished run; returns its id. per_request defaults to 10 requests each equal to
     the run's mean; curve to 5 steps of a decreasing loss with one part."""
@@ -85,5 +86,7 @@ def write_run(
     atomic_write_parquet(folder / "curve.parquet", curve)
     if per_day is not None:
         atomic_write_parquet(folder / "per_day.parquet", per_day)
+    if environment is not None:
+        atomic_write_json(folder / "environment.json", environment)
     atomic_write_bytes(folder / DONE, b"")
     return run_id

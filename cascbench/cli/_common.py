@@ -98,7 +98,14 @@ def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise CascbenchError(f"{what} {item!r}: expected KEY=VALUE.")
-        parsed[key.strip()] = yaml.safe_load(value)
+        try:
+            parsed[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise CascbenchError(
+                f"{what} {item!r}: the value {value!r} is not a YAML value ({problem}); quote "
+                f"text, write lists as [1, 2] and mappings as {{key: value}}."
+            ) from None
     return parsed
 
 

@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cascbench.cli._common import app, console, err_console, parse_assignments, user_errors
+from cascbench.errors import CascbenchError
 
 if TYPE_CHECKING:
     from cascbench.datasets.recflow_check import CheckReport
@@ -44,7 +45,18 @@ def _resolve_days(text: str, src: Path) -> tuple[str, ...]:
     from cascbench.datasets.cache import available_days
     from cascbench.datasets.recflow_schema import check_days, parse_days
 
-    return check_days(available_days(src)) if text.strip() == "all" else parse_days(text)
+    if text.strip() != "all":
+        return parse_days(text)
+    if not src.is_dir():
+        kind = "a file" if src.exists() else "not found"
+        raise CascbenchError(f"--src {src}: {kind}; expected the RecFlow folder.")
+    days = available_days(src)
+    if not days:
+        raise CascbenchError(
+            f"--src {src} holds no RecFlow day (no all_stage/*.feather, request_id_dict/*.pkl or "
+            f"seq_effective_50_dict/*.pkl): is it the RecFlow folder?"
+        )
+    return check_days(days)
 
 
 @prepare_app.command(

@@ -68,6 +68,31 @@ def determinism_flags() -> dict[str, object]:
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name ("Intel(R) Xeon(R) Processor"): numbers differ across CPUs by about
+    1e-3 (issue 15), so reports say when a table mixes machines."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_kind(environment: dict) -> str:
+    """What decides a run's last digits: the CPU model (or the GPUs when the run was on one) and
+    torch's version; "" for an environment that does not say."""
+    versions = environment.get("versions") or {}
+    device = str(environment.get("device", ""))
+    hardware = (
+        ", ".join(environment.get("gpus") or []) if device.startswith("cuda") else ""
+    ) or str(environment.get("cpu_model", ""))
+    if not hardware:
+        return ""
+    return f"{hardware}, torch {versions.get('torch', '?')}"
+
+
 def environment(device: str | None = None) -> dict[str, object]:
     """This process's environment; `device` is the device the run trained on ("cpu", "cuda:0")."""
     cuda = torch.cuda.is_available()
@@ -79,6 +104,7 @@ def environment(device: str | None = None) -> dict[str, object]:
         "host": socket.gethostname(),
         "executable": sys.executable,
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "device": device or ("cuda" if cuda else "cpu"),
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         if cuda

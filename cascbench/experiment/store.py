@@ -35,6 +35,7 @@ import pydantic
 
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import RunConfig, upgrade_stored_config
+from cascbench.experiment.environment import machine_kind
 from cascbench.experiment.ownership import owner_is_gone
 from cascbench.io import (
     atomic_write_bytes,
@@ -74,6 +75,8 @@ class StoredRun:
     config: dict
     metrics: dict[str, float]
     stats: dict
+    #: the CPU or GPU and torch version it ran with (environment.machine_kind); "" if unknown
+    machine: str = ""
 
 
 @dataclass(frozen=True)
@@ -263,7 +266,11 @@ class ResultStore:
                 try:
                     metrics = json.loads((self.run_dir(entry.run_id) / "metrics.json").read_text())
                     stored = StoredRun(
-                        entry.run_id, entry.config, metrics["metrics"], metrics["stats"]
+                        entry.run_id,
+                        entry.config,
+                        metrics["metrics"],
+                        metrics["stats"],
+                        self._machine(entry.run_id),
                     )
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     suspect.append(RunEntry(entry.run_id, "unreadable", None, str(exc)))
@@ -282,6 +289,13 @@ class ResultStore:
                 self.root,
             )
         return runs
+
+    def _machine(self, run_id: str) -> str:
+        try:
+            environment = json.loads((self.run_dir(run_id) / "environment.json").read_text())
+        except (OSError, ValueError):
+            return ""
+        return machine_kind(environment) if isinstance(environment, dict) else ""
 
     def write_plan(self, run_configs: Sequence[tuple[str, dict]]) -> Path:
         """Record a grid's runs (id, resolved config) so that missing ones can be listed later.

@@ -428,7 +428,7 @@ def build_report(
     frame: pd.DataFrame, options: ReportOptions, load: PerRequestLoader | None = None
 ) -> Report:
     """Every table of `frame` (the runs of one setting, see `select_setting`)."""
-    rendered, cells, notes = [], [], []
+    rendered, cells, notes = [], [], _machine_notes(frame)
     for table in summarize(frame, options.metrics):
         for name, what in ((options.method, "method"), (options.compare.baseline, "baseline")):
             if name is not None and name not in table.variants:
@@ -463,6 +463,20 @@ def build_report(
     if options.sweeps:
         rendered += [sweep_table(s, options.digits) for s in find_sweeps(frame, options.metrics)]
     return Report(rendered, pd.concat(cells, ignore_index=True), notes)
+
+
+def _machine_notes(frame: pd.DataFrame) -> list[str]:
+    """A warning when the runs come from different kinds of machine (CPU or GPU, torch version):
+    the same config and seed give the same numbers only on the same machine and software."""
+    kinds = sorted({kind for kind in frame.get("machine", pd.Series(dtype=str)) if kind})
+    if len(kinds) < 2:
+        return []
+    return [
+        f"these runs come from {len(kinds)} kinds of machine ({'; '.join(kinds)}). The same "
+        "config and seed give identical numbers on the same machine and software only; across "
+        "CPUs they differ by about 1e-3 (up to 2e-3 measured), as large as small effects, so "
+        "compare runs of one kind where the differences are that small."
+    ]
 
 
 def build_findings(frame: pd.DataFrame, options: ReportOptions) -> Report:

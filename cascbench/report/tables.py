@@ -134,6 +134,7 @@ def runs_frame(runs: list[StoredRun]) -> pd.DataFrame:
                 "world_seed": run.config["dataset"].get("seed", 0),
                 "seed": run.config["seed"],
                 "run_id": run.run_id,
+                "machine": run.machine,
                 **run.metrics,
             }
         )
