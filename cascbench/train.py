@@ -21,6 +21,7 @@ import resource
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -216,6 +217,7 @@ def fit(
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    rss_scope = "run" if _reset_peak_rss() else "process"
     seconds = {"train": 0.0, "test": 0.0}
     results: list[tuple[int, EvalResult, torch.Tensor]] = []
     n_train = 0
@@ -245,7 +247,7 @@ def fit(
         "train_seconds": seconds["train"],
         "eval_seconds": seconds["test"],
         "train_requests_per_second": n_train / max(seconds["train"], 1e-9),
-        **_peak_memory(device),
+        **_peak_memory(device, rss_scope),
     }
     return RunRecord(
         metrics={name: _nanmean(values) for name, values in per_request.items()},
@@ -396,9 +398,35 @@ def _predict(
     return torch.cat(chunks, dim=1)
 
 
-def _peak_memory(device: torch.device) -> dict[str, float]:
-    """Peak memory in MiB: the device's allocator on CUDA, and the process's resident set size."""
-    peak = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+def _reset_peak_rss() -> bool:
+    """Reset the process's peak resident set size to its current size (Linux: /proc/self/
+    clear_refs), so that a worker running one run after another measures each run's own peak
+    (from the data already resident to training's high point), not a running maximum. False
+    where the system does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _peak_rss_mb(scope: str) -> float:
+    """The run's peak RSS in MiB (VmHWM since the reset) or, with scope "process", the
+    process's running maximum (ru_maxrss)."""
+    if scope == "run":
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _peak_memory(device: torch.device, rss_scope: str) -> dict[str, float | str]:
+    """Peak memory in MiB: the device's allocator on CUDA, and the resident set size, of this
+    run ("run") or of the process so far ("process", where it cannot be reset)."""
+    peak: dict[str, float | str] = {
+        "peak_rss_mb": _peak_rss_mb(rss_scope),
+        "peak_rss_scope": rss_scope,
+    }
     if device.type == "cuda":
         peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return peak

@@ -1,6 +1,10 @@
 """The core's entry points on objects: `fit` with a Setting built in code, and `cb.evaluate`
 owning the release protocol (which test requests count) by itself."""
 
+import resource
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +84,16 @@ def test_evaluate_defaults_to_the_releases_batch_of_1024(generator):
     assert result.per_request["joint_recall"].shape == (1024,)
     with pytest.raises(CascbenchError, match="nothing would be evaluated"):
         cb.evaluate(scores[:, :1000], targets[:1000], setting, protocol="release")
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux only")
+def test_each_run_measures_its_own_peak_memory_not_the_process_running_peak():
+    setting = cb.get_setting("recflow-2stage")
+    data = generate_world(setting, get_world_config("tiny"), seed=0)
+    spike = np.ones(400 * 2**20 // 8)  # 400 MiB, touched, then returned to the system
+    del spike
+    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    record = fit(setting, data, "bce", TRAIN, seed=0)
+    assert record.stats["peak_rss_scope"] == "run"
+    # The run's own peak leaves out the earlier spike that the process's running peak holds.
+    assert record.stats["peak_rss_mb"] < process_peak - 300
