@@ -43,7 +43,11 @@ class DatasetConfig(BaseModel):
     def _parse_days(cls, value: Any) -> Any:
         if value is None:
             return None
-        return parse_days(value) if isinstance(value, str) else check_days(value)
+        if isinstance(value, str):
+            return parse_days(value)
+        if not isinstance(value, list | tuple) or not all(isinstance(d, str) for d in value):
+            return value  # not a list of day strings: pydantic reports the type
+        return check_days(value)
 
     @model_validator(mode="after")
     def _check_kind(self) -> DatasetConfig:

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 
 from cascbench.cli import app
 
+pytestmark = pytest.mark.faults
+
 runner = CliRunner()
 
 

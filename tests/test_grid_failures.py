@@ -1,5 +1,6 @@
 """A run that raises is recorded with its traceback and the grid goes on; the exit code says so."""
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -7,6 +8,8 @@ import cascbench as cb
 from cascbench.cli import app
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.store import ResultStore
+
+pytestmark = pytest.mark.faults
 
 runner = CliRunner()
 

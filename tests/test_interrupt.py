@@ -14,6 +14,8 @@ from cascbench.experiment.grid import GridObserver, run_grid
 from cascbench.experiment.interrupt import GridAborted, StopRequest, stop_on_signals
 from cascbench.experiment.store import ResultStore
 
+pytestmark = pytest.mark.faults
+
 TINY = DatasetConfig(world="tiny")
 TRAIN = TrainConfig(batch_size=64, device="cpu")
 

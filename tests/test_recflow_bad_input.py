@@ -18,6 +18,8 @@ from cascbench.errors import CascbenchError, validate_fields
 from cascbench.experiment.config import DatasetConfig
 from cascbench.settings import get_setting
 
+pytestmark = pytest.mark.faults
+
 SETTING = "recflow-2stage"
 
 

@@ -19,6 +19,8 @@ from cascbench.datasets.safe_pickle import (
 )
 from cascbench.errors import CascbenchError
 
+pytestmark = pytest.mark.faults
+
 ARRAY = np.arange(24, dtype=np.int64).reshape(3, 8)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from report_runs import write_run
 
 from cascbench.experiment.environment import cpu_model, environment, machine_kind
@@ -9,6 +10,8 @@ from cascbench.experiment.store import ResultStore
 from cascbench.report.build import ReportOptions, build_report
 from cascbench.report.compare import CompareOptions
 from cascbench.report.tables import runs_frame
+
+pytestmark = pytest.mark.faults
 
 METRICS = {"joint_recall": 0.8, "recall/ranking": 0.8, "recall/retrieval": 0.9}
 

@@ -22,6 +22,8 @@ from cascbench.experiment.executors import InProcessExecutor
 from cascbench.experiment.grid import run_grid
 from cascbench.experiment.store import DONE, LOCK_STALE_SECONDS, ResultStore
 
+pytestmark = pytest.mark.faults
+
 TINY = DatasetConfig(world="tiny")
 TRAIN = TrainConfig(batch_size=64, device="cpu")
 
