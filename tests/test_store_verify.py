@@ -187,3 +187,22 @@ def test_a_lock_of_another_machine_is_taken_over_only_once_stale(tmp_path):
     assert store.claim(run_id, "this:2:efgh")
     store.release(run_id, "another-host:1:abcd")  # not its lock any more: kept
     assert (tmp_path / ".locks" / run_id).read_text() == "this:2:efgh"
+
+
+def test_runs_damaged_lists_them_and_plot_into_a_file_is_a_clear_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from cascbench.cli import app
+
+    store, runs = finished(tmp_path)
+    truncate(store.run_dir(runs[0].run_id) / "metrics.json")
+    result = CliRunner().invoke(app, ["runs", "--damaged", "--results-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert runs[0].run_id in result.output and runs[1].run_id not in result.output
+    assert "differs from the manifest" in " ".join(result.output.split())
+    blocked = tmp_path / "figures.txt"
+    blocked.write_text("a file where the figures folder would go")
+    plot = CliRunner().invoke(
+        app, ["plot", "--results-dir", str(tmp_path), "--out-dir", str(blocked / "sub")]
+    )
+    assert plot.exit_code == 2 and "cannot write the figures" in plot.output, plot.output

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from cascbench.cli._common import app, console, err_console, split_names, user_errors
-from cascbench.errors import unknown_name_error
+from cascbench.errors import CascbenchError, unknown_name_error
 
 ERRORS = ("std", "ci")
 
@@ -64,14 +64,20 @@ def plot(
         store = ResultStore(results_dir)
         frame = select_setting(runs_frame(store.finished_runs()), setting)
         folder = out_dir if out_dir is not None else results_dir / "figures"
-        result = draw_figures(
-            frame,
-            RunFiles(store),
-            folder,
-            kinds=None if kinds is None else split_names(kinds),
-            metrics=None if metrics is None else split_names(metrics),
-            error=error,
-        )
+        try:
+            result = draw_figures(
+                frame,
+                RunFiles(store),
+                folder,
+                kinds=None if kinds is None else split_names(kinds),
+                metrics=None if metrics is None else split_names(metrics),
+                error=error,
+            )
+        except OSError as exc:  # a read-only results folder, a full disk
+            raise CascbenchError(
+                f"cannot write the figures to {folder}: {exc.strerror or exc}. Give a writable "
+                f"--out-dir."
+            ) from None
     for kind, needs in result.skipped.items():
         err_console.print(
             f"[yellow]Note:[/] no {kind} figure: it needs {escape(needs)}.",

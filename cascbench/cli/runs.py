@@ -40,6 +40,14 @@ def runs(
     failed: Annotated[
         bool, typer.Option("--failed", help="Only the failed runs, each with its traceback.")
     ] = False,
+    damaged: Annotated[
+        bool,
+        typer.Option(
+            "--damaged",
+            help="Only the damaged runs (DONE present, a file differs from its manifest), each "
+            "with what is wrong; `cascbench run` sets them aside and runs them again.",
+        ),
+    ] = False,
     state: Annotated[
         str | None, typer.Option(help=f"Comma-separated states to list: {', '.join(STATES)}.")
     ] = None,
@@ -48,7 +56,14 @@ def runs(
     from cascbench.experiment.store import ResultStore, RunEntry
 
     with user_errors():
-        wanted = ["failed"] if failed else split_names(state) if state else list(STATES)
+        if failed and damaged:
+            raise CascbenchError(
+                "give --failed or --damaged, not both (or --state failed,damaged)."
+            )
+        if failed or damaged:
+            wanted = ["failed"] if failed else ["damaged"]
+        else:
+            wanted = split_names(state) if state else list(STATES)
         for name in wanted:
             if name not in STATES:
                 raise unknown_name_error("state", name, STATES)
