@@ -144,7 +144,7 @@ def prepare_recflow(
 
     def record(day: str, sources: list[dict[str, Any]], result: _DayResult) -> None:
         manifest["days"][day] = {"requests": result.requests, "sources": sources,
-                                 "stats": result.stats}  # fmt: skip
+                                 "stats": result.stats, "arrays": result.arrays}  # fmt: skip
         manifest["cascbench_version"] = cascbench.__version__
         atomic_write_json(out / MANIFEST, manifest)
         summary.prepared.append(day)
@@ -171,6 +171,7 @@ class _DayResult:
     requests: int
     stats: dict[str, Any]
     warnings: list[str]
+    arrays: dict[str, dict[str, Any]]
 
 
 def _prepare_day(
@@ -185,9 +186,9 @@ def _prepare_day(
     findings = Findings(strict=True)
     setting = get_setting(setting_name)
     arrays = read_day(root, day, setting, id_counts, sequence_length, findings)
-    _write_day(out, day, arrays)
+    recorded = _write_day(out, day, arrays)
     warnings = [f"{day}: {f.file}: {f.message}" for f in findings.items]
-    return _DayResult(len(arrays.request_id), arrays.stats, warnings)
+    return _DayResult(len(arrays.request_id), arrays.stats, warnings, recorded)
 
 
 def _prepare_in_parallel(
@@ -271,16 +272,25 @@ def _start_manifest(out: Path, header: dict[str, Any], force: bool) -> dict[str,
     return {**header, "cascbench_version": cascbench.__version__, "days": {}}
 
 
-def _write_day(out: Path, day: str, arrays: DayArrays) -> None:
-    """Write a day's arrays to a temporary folder, then rename it into place."""
+def _write_day(out: Path, day: str, arrays: DayArrays) -> dict[str, dict[str, Any]]:
+    """Write a day's arrays to a temporary folder, then rename it into place. Returns each
+    array's shape, dtype and the SHA-256 of its file, for the manifest."""
     days_dir = out / "days"
     days_dir.mkdir(parents=True, exist_ok=True)
     staging = days_dir / f".{day}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
+        recorded = {}
         for name in DAY_ARRAYS:
-            np.save(staging / f"{name}.npy", np.ascontiguousarray(getattr(arrays, name)))
+            array = np.ascontiguousarray(getattr(arrays, name))
+            np.save(staging / f"{name}.npy", array)
+            digest = hashlib.sha256((staging / f"{name}.npy").read_bytes()).hexdigest()
+            recorded[name] = {
+                "shape": list(array.shape),
+                "dtype": str(array.dtype),
+                "sha256": digest,
+            }
         final = days_dir / day
         if final.exists():
             old = days_dir / f".{day}.old-{os.getpid()}"
@@ -291,6 +301,7 @@ def _write_day(out: Path, day: str, arrays: DayArrays) -> None:
             staging.rename(final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return recorded
 
 
 def read_manifest(path: Path | str) -> dict[str, Any]:
@@ -337,14 +348,15 @@ def open_cache(
             " Prepare them with `cascbench data prepare recflow --days ...`."
         )
     parts: dict[str, list[np.ndarray]] = {name: [] for name in DAY_ARRAYS}
+    schema = manifest["schema"]
     for day in days:
+        loaded = {name: _load_day_array(path / "days" / day / f"{name}.npy") for name in DAY_ARRAYS}
+        check_day_arrays(loaded, manifest["days"][day].get("arrays"), schema, path / "days" / day)
         for name in DAY_ARRAYS:
-            parts[name].append(_load_day_array(path / "days" / day / f"{name}.npy"))
-        _check_labels(parts["label"][-1], path / "days" / day / "label.npy")
+            parts[name].append(loaded[name])
     arrays = {name: torch.from_numpy(np.concatenate(parts[name])) for name in DAY_ARRAYS}
     counts = [len(p) for p in parts["request_id"]]
     r = sum(counts)
-    schema = manifest["schema"]
     return CascadeData(
         setting_name=setting.name,
         schema=FeatureSchema(**{k: tuple((f, int(n)) for f, n in v) for k, v in schema.items()}),
@@ -358,21 +370,69 @@ def _load_day_array(file: Path) -> np.ndarray:
     """A day's array, memory-mapped; a damaged file is an error that names it."""
     try:
         return np.load(file, mmap_mode="r")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # EOFError: an emptied file
         raise CascbenchError(
             f"{file} cannot be read ({exc}): the cache is damaged; prepare this day again with "
             f"`cascbench data prepare recflow --force --days ...`."
         ) from None
 
 
-def _check_labels(label: np.ndarray, file: Path) -> None:
-    """Labels must be finite: a NaN would give wrong metrics without a word."""
-    finite = np.isfinite(label).reshape(len(label), -1).all(axis=1)
-    if not finite.all():
-        row = int(np.argmin(finite))
+def check_day_arrays(
+    arrays: dict[str, np.ndarray],
+    recorded: dict[str, dict[str, Any]] | None,
+    schema: dict[str, list],
+    folder: Path,
+) -> None:
+    """A cached day's arrays before training reads them: shapes and dtypes as the manifest
+    recorded them (caches prepared before it recorded them skip this), one request count, bool
+    masks shaped like the labels, finite labels, and every id within its field's vocabulary.
+    Errors name the day's file, the array and the first bad request row."""
+    again = "prepare this day again with `cascbench data prepare recflow --force`"
+    for name, entry in (recorded or {}).items():
+        array = arrays[name]
+        if list(array.shape) != entry["shape"] or str(array.dtype) != entry["dtype"]:
+            raise CascbenchError(
+                f"{folder / f'{name}.npy'}: shape {list(array.shape)} and dtype {array.dtype}, "
+                f"the manifest recorded {entry['shape']} and {entry['dtype']}; {again}."
+            )
+    rows = {name: len(array) for name, array in arrays.items()}
+    if len(set(rows.values())) > 1:
         raise CascbenchError(
-            f"{file}: request row {row} (and {int((~finite).sum()) - 1} more) has a label that is "
-            f"not a finite number; prepare this day again with --force."
+            f"{folder}: the arrays hold different numbers of requests {rows}; {again}."
+        )
+    label, mask = arrays["label"], arrays["mask"]
+    for name in ("mask", "sequence_mask"):
+        if arrays[name].dtype != np.bool_:
+            raise CascbenchError(
+                f"{folder / f'{name}.npy'}: dtype {arrays[name].dtype}, not bool; {again}."
+            )
+    if mask.shape != label.shape:
+        raise CascbenchError(
+            f"{folder / 'mask.npy'}: shape {list(mask.shape)}, the labels' is {list(label.shape)}; {again}."
+        )
+    _first_bad_row(
+        ~np.isfinite(label), folder / "label.npy", "has a label that is not a finite number", again
+    )
+    item = [size for _, size in schema["item_fields"]]
+    vocabularies = {
+        "context": [size for _, size in schema["context_fields"]],
+        "sequence": item,
+        "candidates": item + [size for _, size in schema["candidate_fields"]],
+    }
+    for name, sizes in vocabularies.items():
+        ids = arrays[name]
+        bad = (ids < 0) | (ids >= np.asarray(sizes, dtype=np.int64))
+        _first_bad_row(
+            bad, folder / f"{name}.npy", "has an id outside its field's vocabulary", again
+        )
+
+
+def _first_bad_row(bad: np.ndarray, file: Path, what: str, again: str) -> None:
+    per_row = bad.reshape(len(bad), -1).any(axis=1)
+    if per_row.any():
+        row = int(np.argmax(per_row))
+        raise CascbenchError(
+            f"{file}: request row {row} (and {int(per_row.sum()) - 1} more) {what}; {again}."
         )
 
 

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from grid_tasks import behaving_task, planned
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -151,3 +152,51 @@ def test_a_damaged_run_folder_is_never_trusted_and_never_crashes(
     runs = [r for r in planned([RunConfig.model_validate(c) for c in configs.values()])]
     summary = run_grid(runs, store, executor=InProcessExecutor(behaving_task))
     assert summary.exit_code == 0 and store.is_done(run_id)
+
+
+@pytest.fixture(scope="module")
+def prepared_cache(tmp_path_factory):
+    from recflow_data import export_tiny
+
+    from cascbench.datasets.cache import prepare_recflow
+
+    root = tmp_path_factory.mktemp("cache")
+    _, days = export_tiny(root / "src", short=False)
+    prepare_recflow(root / "src", "recflow-2stage", days, root / "cache", sequence_length=10)
+    return root / "cache", days
+
+
+@FUZZ
+@given(
+    array=st.sampled_from(["context", "sequence", "sequence_mask", "candidates", "label", "mask"]),
+    action=st.sampled_from(["truncate", "flip", "delete"]),
+    where=st.floats(min_value=0.0, max_value=1.0),
+)
+def test_a_damaged_cache_file_is_a_clear_error_or_still_valid(
+    prepared_cache, tmp_path, array, action, where
+):
+    from cascbench.datasets.cache import open_cache
+    from cascbench.settings import get_setting
+
+    source, days = prepared_cache
+    cache = tmp_path / "cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.copytree(source, cache)
+    path = cache / "days" / days[0] / f"{array}.npy"
+    data = path.read_bytes()
+    cut = int(where * len(data))
+    if action == "truncate":
+        path.write_bytes(data[:cut])
+    elif action == "flip":
+        index = min(cut, len(data) - 1)
+        path.write_bytes(data[:index] + bytes([data[index] ^ 0xFF]) + data[index + 1 :])
+    else:
+        path.unlink()
+    try:
+        opened = open_cache(cache, get_setting("recflow-2stage"), days)
+    except CascbenchError as exc:
+        assert days[0] in str(exc) or str(cache) in str(exc)
+    else:
+        # A flipped byte that leaves a valid array (a label still finite, an id still in range)
+        # cannot be told from data; the arrays are then still well formed.
+        assert opened.label.isfinite().all() and opened.mask.dtype == torch.bool

@@ -447,3 +447,34 @@ def test_a_truncated_cache_array_names_the_file(prepared):
     file.write_bytes(file.read_bytes()[:200])
     with pytest.raises(CascbenchError, match=rf"{days[-1]}/candidates.npy cannot be read"):
         open_cache(cache, get_setting(SETTING), days)
+
+
+def test_the_manifest_records_each_arrays_shape_dtype_and_hash(prepared):
+    cache, days = prepared
+    entry = read_manifest(cache)["days"][days[0]]["arrays"]["label"]
+    label = np.load(cache / "days" / days[0] / "label.npy")
+    assert entry["shape"] == list(label.shape) and entry["dtype"] == "float32"
+    assert len(entry["sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("array", "change", "message"),
+    [
+        (
+            "candidates",
+            lambda a: a.__setitem__((2, 0, 0), 10**8),
+            r"candidates.npy: request row 2 .*outside its field's vocabulary",
+        ),
+        ("context", lambda a: a.__setitem__((5, 3), -1), r"context.npy: request row 5 .*outside"),
+        ("mask", lambda a: a.astype(np.float32), r"mask.npy: shape .* the manifest recorded"),
+        ("label", lambda a: a[:-1], r"label.npy: shape .* the manifest recorded"),
+    ],
+)
+def test_a_cache_array_that_is_not_what_prepare_wrote_is_named(prepared, array, change, message):
+    cache, days = prepared
+    file = cache / "days" / days[1] / f"{array}.npy"
+    values = np.load(file)
+    changed = change(values)
+    np.save(file, values if changed is None else changed)
+    with pytest.raises(CascbenchError, match=message):
+        open_cache(cache, get_setting(SETTING), days)
