@@ -23,6 +23,7 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -351,7 +352,9 @@ def open_cache(
     schema = manifest["schema"]
     for day in days:
         loaded = {name: _load_day_array(path / "days" / day / f"{name}.npy") for name in DAY_ARRAYS}
-        check_day_arrays(loaded, manifest["days"][day].get("arrays"), schema, path / "days" / day)
+        recorded = manifest["days"][day].get("arrays")
+        verify_day_hashes(path / "days" / day, recorded)
+        check_day_arrays(loaded, recorded, schema, path / "days" / day)
         for name in DAY_ARRAYS:
             parts[name].append(loaded[name])
     arrays = {name: torch.from_numpy(np.concatenate(parts[name])) for name in DAY_ARRAYS}
@@ -375,6 +378,36 @@ def _load_day_array(file: Path) -> np.ndarray:
             f"{file} cannot be read ({exc}): the cache is damaged; prepare this day again with "
             f"`cascbench data prepare recflow --force --days ...`."
         ) from None
+
+
+VERIFIED = ".verified.json"
+
+
+def verify_day_hashes(folder: Path, recorded: dict[str, dict[str, Any]] | None) -> None:
+    """Each array file's SHA-256 against the manifest's (caches prepared before it recorded
+    hashes skip this). A day verified once leaves a stamp of its files' sizes and modification
+    times, so later opens hash it again only when a file changed."""
+    if not recorded:
+        return
+    stamp = {
+        name: [(folder / f"{name}.npy").stat().st_size, (folder / f"{name}.npy").stat().st_mtime_ns]
+        for name in recorded
+        if (folder / f"{name}.npy").exists()
+    }
+    try:
+        if json.loads((folder / VERIFIED).read_text()) == stamp:
+            return
+    except (OSError, ValueError):
+        pass
+    for name, entry in recorded.items():
+        digest = hashlib.sha256((folder / f"{name}.npy").read_bytes()).hexdigest()
+        if digest != entry["sha256"]:
+            raise CascbenchError(
+                f"{folder / f'{name}.npy'}: its content differs from what prepare wrote (SHA-256 "
+                f"mismatch); prepare this day again with `cascbench data prepare recflow --force`."
+            )
+    with suppress(OSError):  # a read-only cache is verified again next time, that is all
+        atomic_write_json(folder / VERIFIED, stamp)
 
 
 def check_day_arrays(
