@@ -14,10 +14,8 @@ import torch
 from cascbench.batch import Batch, Targets
 from cascbench.errors import CascbenchError
 
-# The canonical id fields, in array column order: the names of FeatureSchema's three field groups.
-CONTEXT_FIELDS = ("weekday", "hour", "minute", "user_id", "device_id", "gender", "age", "province")
-ITEM_FIELDS = ("video_id", "author_id", "category_level_two", "category_level_one", "upload_type")
-CANDIDATE_FIELDS = ("upload_weekday", "upload_hour", "upload_minute")
+# The canonical id fields, in array column order (defined in fields.py, which needs no torch).
+from cascbench.fields import CANDIDATE_FIELDS, CONTEXT_FIELDS, ITEM_FIELDS  # noqa: F401
 
 
 @dataclass(frozen=True)

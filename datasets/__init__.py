@@ -5,12 +5,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from cascbench.data import CascadeData
 from cascbench.datasets.config import DatasetConfig
 from cascbench.errors import CascbenchError, validate_fields
-from cascbench.settings import get_setting
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch-free at import: `cascbench list worlds` reads the presets only
+    from cascbench.data import CascadeData
     from cascbench.datasets.synthetic import WorldConfig
 
 
@@ -59,6 +58,8 @@ def load_dataset(config: DatasetConfig, setting_name: str) -> CascadeData:
 
 @lru_cache(maxsize=4)
 def _load_cached(config_json: str, setting_name: str) -> CascadeData:
+    from cascbench.settings import get_setting
+
     config = DatasetConfig.model_validate_json(config_json)
     if config.kind == "recflow":
         from cascbench.datasets.cache import open_cache

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cascbench.data import CANDIDATE_FIELDS, CONTEXT_FIELDS, ITEM_FIELDS
 from cascbench.errors import CascbenchError, unknown_name_error
-from cascbench.settings import Setting
+from cascbench.fields import CANDIDATE_FIELDS, CONTEXT_FIELDS, ITEM_FIELDS
+
+if TYPE_CHECKING:
+    from cascbench.settings import Setting
 
 ALL_STAGE_COLUMNS = (
     "request_id", "request_timestamp", "user_id", "device_id", "age", "gender", "province",

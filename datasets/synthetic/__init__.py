@@ -13,9 +13,26 @@ are made of, for the ceilings of `scripts/world_ceilings.py`). `config` holds ev
 (`WorldConfig`) and the named presets.
 """
 
+from typing import Any
+
 from cascbench.datasets.synthetic.config import WORLD_PRESETS, WorldConfig, get_world_config
-from cascbench.datasets.synthetic.funnel import resolve_funnel
-from cascbench.datasets.synthetic.world import generate_world, generate_world_with_signals
+
+#: Loaded on first use: the generators import torch, the presets do not (`cascbench list
+#: worlds` and `run --help` read the presets only).
+_LAZY = {
+    "resolve_funnel": "cascbench.datasets.synthetic.funnel",
+    "generate_world": "cascbench.datasets.synthetic.world",
+    "generate_world_with_signals": "cascbench.datasets.synthetic.world",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "WORLD_PRESETS",
