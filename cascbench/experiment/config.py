@@ -8,13 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cascbench.datasets.cache import cache_identity
 from cascbench.datasets.config import MAX_SEED, DatasetConfig
-from cascbench.method import get_method_class, validate_params
-from cascbench.metrics import EVALUATOR_VERSION
 from cascbench.models.config import CLEAN_MODEL, ModelConfig
-from cascbench.settings import get_setting
 from cascbench.train_config import TrainConfig
+
+# The method registry, the settings, the evaluator's version and the cache are imported where
+# they are used: they load torch, and reading experiment files (`cascbench list presets`) does
+# not need it.
 
 __all__ = [
     "EXECUTION_ONLY_TRAIN_FIELDS",
@@ -77,6 +77,9 @@ class RunConfig(BaseModel):
 
         Raises CascbenchError for an unknown setting or method or invalid hyper-parameters.
         """
+        from cascbench.method import get_method_class, validate_params
+        from cascbench.settings import get_setting
+
         setting = get_setting(self.setting)
         method_class = get_method_class(self.method)
         method_class.check_stages(setting)
@@ -94,6 +97,10 @@ class RunConfig(BaseModel):
 
 def resolved_run_id(config: RunConfig) -> str:
     """The run id of a config returned by `RunConfig.resolved` (not resolved again)."""
+    from cascbench.datasets.cache import cache_identity
+    from cascbench.method import get_method_class
+    from cascbench.metrics import EVALUATOR_VERSION
+
     identity = config.model_dump(mode="json", exclude={"train": set(EXECUTION_ONLY_TRAIN_FIELDS)})
     if config.dataset.kind == "recflow" and config.dataset.data_dir is not None:
         # What the run reads, not how its path is spelled: the cache's format, setting and

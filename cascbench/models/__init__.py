@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import Any
 
-from cascbench.data import FeatureSchema
-from cascbench.errors import unknown_name_error
 from cascbench.models.config import ModelConfig
-from cascbench.models.din import DIN
-from cascbench.models.dssm import DSSM
-from cascbench.models.mlp import MLP
-from cascbench.settings import STAGE_MODELS
 
-_MODELS: dict[str, type[nn.Module]] = {"dssm": DSSM, "mlp": MLP, "din": DIN}
+#: Loaded on first use: the models are torch modules, their options (ModelConfig) are not, and
+#: experiment configs read the options only.
+_LAZY = {
+    "DIN": "cascbench.models.din",
+    "DSSM": "cascbench.models.dssm",
+    "MLP": "cascbench.models.mlp",
+    "build_stage_model": "cascbench.models.build",
+}
 
 
-def build_stage_model(
-    kind: str, schema: FeatureSchema, embedding_dim: int = 8, model: ModelConfig | None = None
-) -> nn.Module:
-    """A fresh stage model of the given kind ("dssm", "mlp" or "din") with its own embeddings;
-    model: the reference choices (default) or clean options."""
-    if kind not in _MODELS:
-        raise unknown_name_error("stage model", kind, STAGE_MODELS)
-    return _MODELS[kind](schema, embedding_dim, model=model)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["DIN", "DSSM", "MLP", "ModelConfig", "build_stage_model"]
