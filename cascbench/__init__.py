@@ -6,8 +6,9 @@ command line's help do not pay for importing torch until something needs it.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cascbench.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -81,12 +82,7 @@ if TYPE_CHECKING:
     from cascbench.train_config import TrainConfig
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'cascbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_getattr(globals(), _PUBLIC)
 
 
 def __dir__() -> list[str]:

@@ -91,6 +91,12 @@ def split_names(text: str) -> list[str]:
     return names
 
 
+def check_probability(flag: str, value: float, example: float) -> None:
+    """A level or power given at the command line must lie strictly between 0 and 1."""
+    if not 0.0 < value < 1.0:
+        raise CascbenchError(f"{flag} must be between 0 and 1 (e.g. {example}), got {value}.")
+
+
 def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
     """KEY=VALUE pairs; values are parsed as YAML scalars (20 -> int, 0.5 -> float, true -> bool)."""
     parsed = {}

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cascbench.cli._common import app, console, user_errors
+from cascbench.cli._common import app, check_probability, console, user_errors
 from cascbench.errors import CascbenchError, unknown_name_error
 
 FORMATS = ("table", "markdown", "csv")
@@ -60,10 +60,8 @@ def power_command(
     with user_errors():
         if format not in FORMATS:
             raise unknown_name_error("format", format, FORMATS)
-        if not 0.0 < alpha < 1.0:
-            raise CascbenchError(f"--alpha must be between 0 and 1 (e.g. 0.05), got {alpha}.")
-        if not 0.0 < power < 1.0:
-            raise CascbenchError(f"--power must be between 0 and 1 (e.g. 0.8), got {power}.")
+        check_probability("--alpha", alpha, 0.05)
+        check_probability("--power", power, 0.8)
         if effect is not None and not effect > 0.0:
             raise CascbenchError(
                 f"--effect must be a positive difference in metric units (e.g. 0.005), got "

@@ -11,7 +11,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cascbench.cli._common import app, console, err_console, split_names, user_errors
+from cascbench.cli._common import (
+    app,
+    check_probability,
+    console,
+    err_console,
+    split_names,
+    user_errors,
+)
 from cascbench.errors import CascbenchError, unknown_name_error
 
 if TYPE_CHECKING:
@@ -137,10 +144,8 @@ def report(
             raise unknown_name_error("format", format, FORMATS)
         if test not in TESTS:
             raise unknown_name_error("test", test, TESTS)
-        if not 0.0 < alpha < 1.0:
-            raise CascbenchError(f"--alpha must be between 0 and 1 (e.g. 0.05), got {alpha}.")
-        if not 0.0 < power < 1.0:
-            raise CascbenchError(f"--power must be between 0 and 1 (e.g. 0.8), got {power}.")
+        check_probability("--alpha", alpha, 0.05)
+        check_probability("--power", power, 0.8)
         if bootstrap < 0:
             raise CascbenchError(
                 f"--bootstrap must be 0 (skip) or more resamples, got {bootstrap}."

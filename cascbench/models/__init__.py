@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from cascbench.lazy import lazy_getattr
 from cascbench.models.config import ModelConfig
 
 #: Loaded on first use: the models are torch modules, their options (ModelConfig) are not, and
@@ -16,12 +15,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 __all__ = ["DIN", "DSSM", "MLP", "ModelConfig", "build_stage_model"]

@@ -43,19 +43,25 @@ def method_pairs(variants: list[str], baseline: str | None = None) -> list[tuple
     return [(later, earlier) for j, later in enumerate(variants) for earlier in variants[:j]]
 
 
-def findings(tables: list[SummaryTable], metric: str, options: CompareOptions) -> pd.DataFrame:
-    """One row per (pair of rows, table): the statistics of first − second on `metric` over the
-    table's (world seed, training seed) pairs (columns `COLUMNS`)."""
-    if options.baseline is not None:
+def check_rows_and_metric(tables: list[SummaryTable], baseline: str | None, metric: str) -> None:
+    """Refuse a baseline that is no row of the tables and a metric that is not a column of each."""
+    if baseline is not None:
         rows = sorted({v for t in tables for v in t.variants})
-        if options.baseline not in rows:
-            raise unknown_name_error("baseline (a row of the tables)", options.baseline, rows)
-    records = []
+        if baseline not in rows:
+            raise unknown_name_error("baseline (a row of the tables)", baseline, rows)
     for table in tables:
         if metric not in table.mean.columns:
             raise unknown_name_error(
                 f"metric (a column of the table {table.title!r})", metric, table.mean.columns
             )
+
+
+def findings(tables: list[SummaryTable], metric: str, options: CompareOptions) -> pd.DataFrame:
+    """One row per (pair of rows, table): the statistics of first − second on `metric` over the
+    table's (world seed, training seed) pairs (columns `COLUMNS`)."""
+    check_rows_and_metric(tables, options.baseline, metric)
+    records = []
+    for table in tables:
         pairs = method_pairs(table.variants, options.baseline)
         for (first, second), statistics in pair_tests(table, metric, pairs, options).items():
             records.append(

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cascbench.errors import unknown_name_error
 from cascbench.report import stats
 from cascbench.report.compare import paired_runs
-from cascbench.report.findings import method_pairs, table_label
+from cascbench.report.findings import check_rows_and_metric, method_pairs, table_label
 from cascbench.report.formats import Cell, RenderTable
 from cascbench.report.tables import SummaryTable
 
@@ -55,18 +54,9 @@ def power_analysis(tables: list[SummaryTable], options: PowerOptions) -> pd.Data
     """One row per (table, pair of rows): n, Δ = first − second, sd(Δ), the current MDE, the
     effect aimed at and the pairs needed for it (`COLUMNS`; pairs_needed and seeds_per_world are
     NaN when out of reach, seeds per world at the table's number of world seeds)."""
-    if options.baseline is not None:
-        rows = sorted({v for t in tables for v in t.variants})
-        if options.baseline not in rows:
-            raise unknown_name_error("baseline (a row of the tables)", options.baseline, rows)
+    check_rows_and_metric(tables, options.baseline, options.metric)
     records = []
     for table in tables:
-        if options.metric not in table.mean.columns:
-            raise unknown_name_error(
-                f"metric (a column of the table {table.title!r})",
-                options.metric,
-                table.mean.columns,
-            )
         for first, second in method_pairs(table.variants, options.baseline):
             both = paired_runs(table, options.metric, first, second)
             diff = (both.loc[first] - both.loc[second]).to_numpy(dtype=np.float64)

@@ -13,9 +13,8 @@ are made of, for the ceilings of `scripts/world_ceilings.py`). `config` holds ev
 (`WorldConfig`) and the named presets.
 """
 
-from typing import Any
-
 from cascbench.datasets.synthetic.config import WORLD_PRESETS, WorldConfig, get_world_config
+from cascbench.lazy import lazy_getattr
 
 #: Loaded on first use: the generators import torch, the presets do not (`cascbench list
 #: worlds` and `run --help` read the presets only).
@@ -26,12 +25,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 __all__ = [
