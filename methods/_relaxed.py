@@ -6,6 +6,7 @@ and lcron). Matrices are [..., N(r), N(j)]: rows are positions in descending ord
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -18,12 +19,16 @@ from cascbench.sorting import (
     prefix_mask,
     softsort,
 )
+from cascbench.topk import diffsort_topk, lapsum_topk, ot_topk, sparse_topk
 
 #: ε of SPEC §5: only inside the logs of §5.5-5.6 and in C_t(j) + ε.
 EPS = 1e-6
 
 Masking = Literal["reference", "clean"]
 Sort = Literal["neuralsort", "softsort"]
+#: Every relaxation LCRON takes: the permutation matrices of `Sort` and the top-k operators of
+#: cascbench.topk (issue 17).
+Relaxation = Literal["neuralsort", "softsort", "lapsum", "sparse_topk", "diffsort", "ot"]
 LabelMatrix = Literal["soft", "binary", "hard"]
 
 MASKING_DESCRIPTION = (
@@ -34,6 +39,12 @@ MASKING_DESCRIPTION = (
 )
 
 _OPERATORS = {"neuralsort": neuralsort, "softsort": softsort}
+_TOPK_OPERATORS = {
+    "lapsum": lapsum_topk,
+    "sparse_topk": sparse_topk,
+    "diffsort": diffsort_topk,
+    "ot": ot_topk,
+}
 
 
 def relaxed_sort(
@@ -127,3 +138,38 @@ def normalised_top_bottom(
     top, bottom = top_bottom_mass(perm, k, keep)
     mass = column_mass(top, bottom)
     return top / mass, bottom / mass
+
+
+TopBottom = Callable[[int | torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def relaxed_top_bottom(
+    scores: torch.Tensor,
+    tau: float,
+    mask: torch.Tensor,
+    masking: Masking = "reference",
+    relaxation: Relaxation = "neuralsort",
+) -> TopBottom:
+    """k ↦ (top(j, k), bot(j, k)) of every stage (SPEC §5.6), each [..., B, N], for any relaxation.
+
+    scores: [..., B, N]; mask: bool [B, N]; k: an int or an int64 tensor broadcastable against
+    scores.shape[:-1] (e.g. [T, 1]). A permutation relaxation builds P̂ once and reads its masses
+    for every k asked; a top-k operator (cascbench.topk) gives top directly and bot = m_j − top
+    (P̂'s columns sum to one). 'reference' masking runs the operator over all N slots and weighs
+    items by the prefix mask, as for P̂; 'clean' runs it over the valid items alone.
+    """
+    keep = item_weight(mask, masking)  # m_j: [B, N]
+    if relaxation in _OPERATORS:
+        perm = relaxed_sort(scores, tau, mask, masking, relaxation, apply_mask=False)
+        perm_keep = keep if masking == "reference" else None  # clean P̂ is masked already
+        return lambda k: normalised_top_bottom(perm, k, perm_keep)
+    operator = _TOPK_OPERATORS[relaxation]
+    operator_mask = mask.expand_as(scores) if masking == "clean" else None
+
+    def top_bottom(k: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        top = operator(scores, k, tau, operator_mask) * keep
+        bottom = keep - top
+        mass = column_mass(top, bottom)
+        return top / mass, bottom / mass
+
+    return top_bottom

@@ -1,5 +1,6 @@
-"""Helpers of the methods built on per-stage pass probabilities (dftopk, cloes): the positive
-target, the exact log-probability of surviving (or not) every stage, and per-request means."""
+"""Helpers of the methods built on per-stage pass probabilities (dftopk, the soft top-k methods,
+cloes): the positive target, the exact log-probability of surviving (or not) every stage, the
+per-stage + joint loss they share, and per-request means."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Literal
 import torch
 
 from cascbench.batch import Targets
+from cascbench.method import LossOutput
 from cascbench.sorting import label_matrix
 
 Masking = Literal["clean", "none"]
@@ -56,3 +58,39 @@ def request_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     keep = keep.expand_as(values)
     total = torch.where(keep, values, 0.0).sum(-1)
     return (total / keep.sum(-1).clamp(min=1)).mean(-1)
+
+
+def stage_and_joint_loss(
+    stage_item_loss: torch.Tensor,
+    log_pass: torch.Tensor,
+    log_fail: torch.Tensor,
+    active: torch.Tensor,
+    y: torch.Tensor,
+    valid: torch.Tensor,
+    weights: torch.Tensor,
+    stage_names: tuple[str, ...],
+) -> LossOutput:
+    """L = L_joint + Σ_t (0.5 / w_t²)·L_t + Σ_t ln w_t (LCRON's UWL) from per-stage pass
+    probabilities f_t.
+
+    stage_item_loss: [T, B, N], each item's BCE(f_t, y⁺) (L_t is its mean over valid items of the
+    requests where stage t drops something); log_pass, log_fail: log f_t and log(1 − f_t),
+    [T, B, N]; active: bool [T, B, 1], stage t drops something in the request; y: y⁺ [B, N];
+    valid: bool [B, N]; weights: w [T]. L_joint = BCE(Π_t f_t, y⁺), exact through
+    `log_survival`, where f_t ≡ 1 for an inactive stage. Returns parts `joint`, `stage/<stage>`
+    and `weight/<stage>` (detached).
+    """
+    stage = request_mean(stage_item_loss, valid & active)  # [T]
+    log_pass = torch.where(active, log_pass, 0.0)
+    # log(1 − f_t) = "−∞" where the stage keeps everything: the lowest finite value (see log_survival)
+    log_fail = torch.where(active, log_fail, torch.finfo(log_fail.dtype).min)
+    log_keep, log_drop = log_survival(log_pass, log_fail)  # [B, N]
+    joint_item = -(y * log_keep + (1.0 - y) * log_drop)
+    joint = request_mean(joint_item, valid & active.any(0))
+
+    total = joint + (0.5 / weights.square() * stage).sum() + torch.log(weights).sum()
+    parts = {"joint": joint}
+    for t, name in enumerate(stage_names):
+        parts[f"stage/{name}"] = stage[t]
+        parts[f"weight/{name}"] = weights[t].detach()
+    return LossOutput(total=total, parts=parts)

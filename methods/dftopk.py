@@ -24,9 +24,8 @@ from cascbench.methods._survival import (
     TARGET_DESCRIPTION,
     Masking,
     Target,
-    log_survival,
     positive_target,
-    request_mean,
+    stage_and_joint_loss,
 )
 from cascbench.search_space import FloatRange, SearchSpace
 from cascbench.settings import Setting
@@ -85,22 +84,10 @@ def dftopk_loss(
     y = positive_target(targets, setting.k, params.target, valid)  # [B, N]
 
     per_item = F.binary_cross_entropy_with_logits(z, y.expand_as(z), reduction="none")
-    stage = request_mean(per_item, valid & active)  # [T]
-
-    # f_t ≡ 1 where stage t keeps every candidate: log f_t = 0, log(1 − f_t) = "−∞"
-    log_pass = torch.where(active, F.logsigmoid(z), 0.0)
-    lowest = torch.finfo(z.dtype).min
-    log_fail = torch.where(active, F.logsigmoid(-z), lowest)
-    log_keep, log_drop = log_survival(log_pass, log_fail)  # [B, N]
-    joint_item = -(y * log_keep + (1.0 - y) * log_drop)
-    joint = request_mean(joint_item, valid & active.any(0))
-
-    total = joint + (0.5 / weights.square() * stage).sum() + torch.log(weights).sum()
-    parts = {"joint": joint}
-    for t, name in enumerate(setting.stage_names):
-        parts[f"stage/{name}"] = stage[t]
-        parts[f"weight/{name}"] = weights[t].detach()
-    return LossOutput(total=total, parts=parts)
+    log_pass, log_fail = F.logsigmoid(z), F.logsigmoid(-z)  # exact logs of f_t and 1 − f_t
+    return stage_and_joint_loss(
+        per_item, log_pass, log_fail, active, y, valid, weights, setting.stage_names
+    )
 
 
 def dftopk_thresholds(

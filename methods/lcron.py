@@ -24,10 +24,9 @@ from cascbench.methods._relaxed import (
     MASKING_DESCRIPTION,
     LabelMatrix,
     Masking,
-    Sort,
+    Relaxation,
     item_weight,
-    normalised_top_bottom,
-    relaxed_sort,
+    relaxed_top_bottom,
     target_matrix,
     top_bottom_mass,
 )
@@ -36,9 +35,22 @@ from cascbench.settings import Setting
 
 
 class LCRONParams(MethodParams):
-    tau: float = Field(default=50.0, gt=0.0, description="Sorting temperature τ (Table 8).")
-    sort: Sort = Field(
-        default="neuralsort", description="Differentiable sorting operator (Table 7)."
+    tau: float = Field(
+        default=50.0,
+        gt=0.0,
+        description=(
+            "Temperature τ of the relaxation (Table 8), in score units for every operator: "
+            "NeuralSort's and SoftSort's τ, LapSum's Laplace scale, sparse top-k's regulariser, "
+            "the sorting network's swap temperature, OT's ε. 50 is the paper's, for NeuralSort."
+        ),
+    )
+    sort: Relaxation = Field(
+        default="neuralsort",
+        description=(
+            "The relaxation of each stage's top-k (Table 7 for neuralsort/softsort; issue 17 for "
+            "the top-k operators lapsum, sparse_topk, diffsort (bitonic, Cauchy swaps) and ot: "
+            "see cascbench.topk)."
+        ),
     )
     label_matrix: LabelMatrix | None = Field(
         default=None,
@@ -86,19 +98,16 @@ def lcron_loss(
     """
     k, names, p = setting.k, setting.stage_names, params
     # Only masses of P̂ are used: the reference's p⊗p mask is applied to them, not to P̂.
-    perm = relaxed_sort(scores, p.tau, targets.mask, p.masking, p.sort, apply_mask=False)
+    top_bottom = relaxed_top_bottom(scores, p.tau, targets.mask, p.masking, p.sort)
     keep = item_weight(targets.mask, p.masking)  # m_j: [B, N]
-    perm_keep = keep if p.masking == "reference" else None  # clean P̂ is masked already
     target = target_matrix(targets.label, targets.mask, p.masking, p.label_matrix)  # [B, N, N]
     positive, below_k = top_bottom_mass(target, k)  # y⁺_j and Σ_{r>K} Y[r, j]
-    top, bottom = normalised_top_bottom(perm, k, perm_keep)  # top_t(j, K), bot_t(j, K)
+    top, bottom = top_bottom(k)  # top_t(j, K), bot_t(j, K)
     parts: dict[str, torch.Tensor] = {}
     if not p.no_e2e:
         if p.k_e2e == "quotas":
-            quotas = torch.tensor(setting.quotas).unsqueeze(-1)  # [T, 1]
-            parts["e2e"] = _e2e(
-                *normalised_top_bottom(perm, quotas, perm_keep), positive, p.masking, keep
-            )
+            quotas = torch.tensor(setting.quotas, device=scores.device).unsqueeze(-1)  # [T, 1]
+            parts["e2e"] = _e2e(*top_bottom(quotas), positive, p.masking, keep)
         else:
             parts["e2e"] = _e2e(top, bottom, positive, p.masking, keep)
     if not p.no_single:

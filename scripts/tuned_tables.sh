@@ -5,6 +5,7 @@
 # PROVENANCE.md with the commands, the git revision, the machine and the wall times.
 #
 #   scripts/tuned_tables.sh table2 table6          # preset names without the "paper-" prefix
+#   PRESET_PREFIX= OUT_ROOT=results scripts/tuned_tables.sh operators   # any other preset
 #
 # Resumable: the same command again keeps finished trials and runs. TRIALS, SEEDS, WORLD_SEEDS
 # and JOBS change the budget (defaults 20, 0-9, 0-2, 2); EXTRA passes more options to tune
@@ -16,13 +17,15 @@ seeds="${SEEDS:-0-9}"
 world_seeds="${WORLD_SEEDS:-0-2}"
 jobs="${JOBS:-2}"
 out_root="${OUT_ROOT:-results/tuned}"
+prefix="${PRESET_PREFIX-paper-}"
 export OMP_NUM_THREADS=1  # one torch thread per worker: oversubscribed threads spin
 
 for item in "$@"; do
     dir="$out_root/$item"
+    preset="$prefix$item"
     mkdir -p "$dir"
     revision="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- cascbench methods datasets || echo ' (uncommitted changes)')"
-    tune_command="cascbench tune --preset paper-$item --trials $trials --seeds $seeds --world-seeds $world_seeds --jobs $jobs ${EXTRA:-} --results-dir $dir"
+    tune_command="cascbench tune --preset $preset --trials $trials --seeds $seeds --world-seeds $world_seeds --jobs $jobs ${EXTRA:-} --results-dir $dir"
     run_command="cascbench run --config $dir/tuning/final.yaml --results-dir $dir --jobs $jobs"
     started=$(date +%s)
     $tune_command
@@ -35,9 +38,9 @@ for item in "$@"; do
     cascbench report --results-dir "$dir" --findings --format markdown --output "$dir/findings.md"
     cascbench power --results-dir "$dir" --format markdown > "$dir/power.md"
     cat > "$dir/PROVENANCE.md" <<PROV
-# Provenance: paper-$item, tuned protocol (issue 14)
+# Provenance: $preset, tuned protocol (issue 14)
 
-- Commands (all of them in one: \`scripts/tuned_tables.sh $item\`, with TRIALS=$trials SEEDS=$seeds WORLD_SEEDS=$world_seeds JOBS=$jobs${EXTRA:+ EXTRA="$EXTRA"}):
+- Commands (all of them in one: \`scripts/tuned_tables.sh $item\`, with PRESET_PREFIX='$prefix' OUT_ROOT=$out_root TRIALS=$trials SEEDS=$seeds WORLD_SEEDS=$world_seeds JOBS=$jobs${EXTRA:+ EXTRA="$EXTRA"}):
   - \`$tune_command\`
   - \`$run_command\`
   - \`cascbench report --results-dir $dir --format markdown --output $dir/table.md\` (and \`--format csv\`)

@@ -13,6 +13,7 @@ from cascbench.errors import CascbenchError
 from cascbench.experiment.config import DatasetConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import bench_operators
 import suite
 import suite_case
 
@@ -77,3 +78,9 @@ def test_cuda_without_a_gpu_is_refused():
         pytest.skip("CUDA is available here")
     with pytest.raises(CascbenchError, match="CUDA is not available"):
         suite.main(["--device", "cuda", "--no-write"])
+
+
+@pytest.mark.parametrize("relaxation", bench_operators.RELAXATIONS)
+def test_the_operator_benchmark_measures_every_relaxation(relaxation):
+    result = bench_operators.measure(relaxation, 12, "cpu", batch=4, repeats=1)
+    assert result["ms"] > 0 and result["peak_mb"] >= 0

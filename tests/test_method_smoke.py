@@ -65,3 +65,15 @@ def test_loss_decreases_and_cascade_beats_chance(method, data, random_joint_reca
     third = len(loss) // 3
     assert sum(loss[-third:]) / third < sum(loss[:third]) / third
     assert record.metrics["joint_recall"] > random_joint_recall + 0.1
+
+
+@pytest.mark.parametrize("sort", ["softsort", "lapsum", "sparse_topk", "diffsort", "ot"])
+def test_lcron_learns_with_every_relaxation(sort, data, random_joint_recall):
+    """LCRON end to end with each `sort=` (issue 17), at its default τ = 50 like NeuralSort."""
+    train = TrainConfig(batch_size=64, epochs=3, device="cpu")
+    config = RunConfig(method="lcron", method_params={"sort": sort}, dataset=TINY, train=train)
+    record = train_run(config, data)
+    loss = record.curve["total"]
+    third = len(loss) // 3
+    assert sum(loss[-third:]) / third < sum(loss[:third]) / third
+    assert record.metrics["joint_recall"] > random_joint_recall + 0.1

@@ -174,6 +174,24 @@ def test_tune_end_to_end_then_the_final_file_runs(tmp_path):
     assert len(done.done) == 2
 
 
+def test_variants_of_one_method_are_tuned_in_studies_of_their_own(tmp_path):
+    variants = experiment(
+        methods=["lcron", {"lcron": {"sort": "lapsum"}}],
+        tune={"trials": 2, "search_space": {"train.batch_size": None, "train.lr": None}},
+    )
+    summary = Tuner(variants, "test", tmp_path).run()
+    assert summary.finished == {"lcron": 2, "lcron[sort=lapsum]": 2}
+    stored = ResultStore(tmp_path / "tuning").finished_runs()
+    sorts = sorted(r.config["method_params"]["sort"] for r in stored)
+    assert sorts == ["lapsum"] * 2 + ["neuralsort"] * 2
+    final = validate_experiment(load_document(summary.final_file), "final")
+    by_sort = {v.params.get("sort", "neuralsort"): v.params["tau"] for v in final.methods}
+    assert by_sort == {
+        "neuralsort": rounded(summary.best["lcron"].params["tau"]),
+        "lapsum": rounded(summary.best["lcron[sort=lapsum]"].params["tau"]),
+    }
+
+
 class StopAtFirstStep(GridObserver):
     """Sends this process SIGTERM at the first step of the first run (a Ctrl-C mid-trial)."""
 
@@ -239,6 +257,7 @@ def test_failed_trials_count_against_the_budget(tmp_path):
         ({"grid": {"train.lr": [0.01, 0.02]}}, "tune takes no grid"),
         ({"train": {"split": "validation"}}, "trials always use the validation split"),
         ({"methods": ["bce", "bce"]}, "bce appear twice"),
+        ({"methods": [{"lcron": {"sort": "ot"}}] * 2}, r"lcron\[sort=ot\] appear twice"),
         ({"tune": {"trials": 1}}, r"tune.trials \(1\) is below the number of tuned dimensions"),
         (
             {"tune": {"metric": "nope", "trials": 2, "search_space": {"train.batch_size": None}}},

@@ -160,7 +160,7 @@ def tune(
 
 def _print_trial(method: str, done: int, budget: int, value: float | None) -> None:
     result = "failed" if value is None else f"{value:.4f}"
-    err_console.print(f"{method}: trial {done}/{budget}: {result}", highlight=False)
+    err_console.print(f"{escape(method)}: trial {done}/{budget}: {result}", highlight=False)
 
 
 def _print_spaces(tuner: Tuner) -> None:
@@ -177,7 +177,7 @@ def _print_spaces(tuner: Tuner) -> None:
         table.add_column(column)
     for method, space in tuner.spaces.items():
         for key, dimension in space.items():
-            table.add_row(method, key, dimension.describe())
+            table.add_row(escape(method), key, dimension.describe())
     console.print(table)
 
 
@@ -188,7 +188,7 @@ def _print_summary(summary: TuneSummary, tuner: Tuner, results_dir: Path) -> Non
     for method, best in summary.best.items():
         configuration = ", ".join(f"{k}={v}" for k, v in best.params.items())
         table.add_row(
-            method,
+            escape(method),
             str(summary.finished.get(method, 0)),
             "n/a" if best.value is None else f"{best.value:.4f}",
             escape(configuration),
@@ -200,7 +200,7 @@ def _print_summary(summary: TuneSummary, tuner: Tuner, results_dir: Path) -> Non
             f"`cascbench runs --failed --results-dir {escape(str(tuner.folder))}`."
         )
     if summary.final_file is None:
-        waiting = ", ".join(f"{m} ({n})" for m, n in summary.running_elsewhere.items())
+        waiting = escape(", ".join(f"{m} ({n})" for m, n in summary.running_elsewhere.items()))
         console.print(
             f"Trials still running elsewhere: {waiting}. Run the same command when they finish "
             f"to write final.yaml.",

@@ -206,17 +206,17 @@ class Tuner:
         self.store = ResultStore(self.folder)
         self.storage_url = storage or default_storage(self.results_dir)
         self.spaces = {
-            v.name: method_search_space(
+            study_key(v): method_search_space(
                 v, experiment.tune.search_space, f"{source}: tune.search_space"
             )
             for v in experiment.methods
         }
-        names = [v.name for v in experiment.methods]
+        names = [study_key(v) for v in experiment.methods]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise CascbenchError(
                 f"{source}: methods: {', '.join(duplicated)} appear twice; a study is one per "
-                f"method, so tune each method once."
+                f"method entry (a method and the parameters it fixes), so tune each entry once."
             )
         for name, space in self.spaces.items():
             if experiment.tune.trials < len(space):
@@ -254,7 +254,7 @@ class Tuner:
             "seeds": list(tune.seeds),
             "sampler_seed": tune.sampler_seed,
             "trials": tune.trials,
-            "space": {k: _describe(v) for k, v in self.spaces[variant.name].items()},
+            "space": {k: _describe(v) for k, v in self.spaces[study_key(variant)].items()},
         }
 
     def storage(self) -> optuna.storages.BaseStorage:
@@ -293,7 +293,7 @@ class Tuner:
                         f"{key} ({other.get(key)!r}, not {identity[key]!r}): one storage per "
                         f"setting and dataset; give another --results-dir or --storage."
                     )
-        name = variant.name
+        name = study_key(variant)
         if name in existing:
             other = json.loads(existing[name].user_attrs.get("identity", "{}"))
             changed = [k for k in identity if other.get(k) != identity[k]]
@@ -341,18 +341,19 @@ class Tuner:
     ) -> list[tuple[int, dict[str, Any]]]:
         """Up to `wanted` trials to evaluate: orphans first, then new ones within the budget
         (every trial in the study, finished, failed or running, counts against it)."""
-        space = self.spaces[variant.name]
+        key = study_key(variant)
+        space = self.spaces[key]
         chosen = []
         for frozen in self._orphans(study)[:wanted]:
             # Reopened as a live trial (Optuna's frozen trials have no other handle): values it
             # drew already come back as they were; one killed before drawing them all draws the
             # rest with the sampler seeded for its number, as an uninterrupted call would.
-            study.sampler = self.sampler(variant.name, frozen.number)
+            study.sampler = self.sampler(key, frozen.number)
             trial = optuna.trial.Trial(study, frozen._trial_id)
             trial.set_user_attr("worker", self.worker)
             chosen.append((frozen.number, suggest(trial, space)))
         while len(chosen) < wanted and self._remaining(study) > 0:
-            study.sampler = self.sampler(variant.name, len(study.get_trials(deepcopy=False)))
+            study.sampler = self.sampler(key, len(study.get_trials(deepcopy=False)))
             trial = study.ask()
             trial.set_user_attr("worker", self.worker)
             chosen.append((trial.number, suggest(trial, space)))
@@ -396,7 +397,7 @@ class Tuner:
         on_trial: TrialCallback | None,
     ) -> TuneSummary:
         summary = TuneSummary()
-        studies = {v.name: (v, self.study(v)) for v in self.experiment.methods}
+        studies = {study_key(v): (v, self.study(v)) for v in self.experiment.methods}
         # Enough trials per round to keep every slot busy (Ray without --jobs: its CPUs, unknown
         # here, so a few per method).
         slots = getattr(executor, "jobs", None) or (4 if isinstance(executor, RayChoice) else 1)
@@ -455,8 +456,8 @@ class Tuner:
     def final_experiment(self, best: dict[str, TrialRecord]) -> ExperimentFile:
         """Each method at its best configuration; the experiment's seeds × world seeds."""
         methods = [
-            apply_values(v, {k: rounded(best[v.name].params[k]) for k in self.spaces[v.name]})
-            for v in self.experiment.methods
+            apply_values(v, {k: rounded(best[key].params[k]) for k in self.spaces[key]})
+            for v, key in ((v, study_key(v)) for v in self.experiment.methods)
         ]
         world_seeds = self.experiment.world_seeds or [self.experiment.dataset.seed]
         tune = self.experiment.tune
@@ -495,6 +496,15 @@ class Tuner:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, text.encode())
         return path
+
+
+def study_key(variant: MethodVariant) -> str:
+    """The study of a method entry: its method name, with the parameters it fixes when it has any
+    ("lcron[sort=lapsum]"), so that variants of one method are tuned apart, each on its budget."""
+    if not variant.params:
+        return variant.name
+    fixed = ", ".join(f"{k}={v}" for k, v in sorted(variant.params.items()))
+    return f"{variant.name}[{fixed}]"
 
 
 def best_trial(study: optuna.Study) -> TrialRecord | None:
