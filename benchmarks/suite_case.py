@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 import cascbench as cb
-from cascbench.data import CascadeData, FeatureSchema
+from cascbench.data import CascadeData, Dataset, DayStack, FeatureSchema
 from cascbench.datasets import load_dataset
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.runner import train_run
@@ -101,19 +101,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _warm_up_data(data: CascadeData, batch_size: int) -> CascadeData:
+def _warm_up_data(data: Dataset, batch_size: int) -> DayStack:
     """Two batches of the first day and one of the second: every code path, a few seconds."""
-    days = data.days()
-    rows = [
-        (data.day == day).nonzero()[:, 0][:n]
-        for day, n in ((days[0], 2 * batch_size), (days[1], batch_size))
-    ]
-    return data.subset(torch.cat(rows))
+    first, second = (data.day_data(day) for day in data.days()[:2])
+    return DayStack((first.subset(slice(0, 2 * batch_size)), second.subset(slice(0, batch_size))))
 
 
-def step_split(
-    data: CascadeData, config: RunConfig, steps: int, warmup: int = 2
-) -> dict[str, float]:
+def step_split(data: Dataset, config: RunConfig, steps: int, warmup: int = 2) -> dict[str, float]:
     """Median milliseconds per training step of data, model, loss and optimizer.
 
     The model's share is its forward plus its backward from the scores' gradient; the loss's is
@@ -167,11 +161,11 @@ def step_split(
     return {f"{part}_ms": 1e3 * statistics.median(values) for part, values in times.items()}
 
 
-def evaluator_throughput(data: CascadeData, config: RunConfig, repeats: int) -> float:
+def evaluator_throughput(data: Dataset, config: RunConfig, repeats: int) -> float:
     """Requests per second of `evaluate` alone on the test day, on random scores on the device."""
     setting = cb.get_setting(config.setting)
     device = resolve_device(config.train.device)
-    test = data.subset(data.day == data.days()[-1])
+    test = data.day_data(data.days()[-1])
     targets = test.targets().to(device)
     generator = torch.Generator().manual_seed(0)
     scores = torch.randn(setting.n_stages, *test.label.shape, generator=generator).to(device)

@@ -103,9 +103,26 @@ class CascadeData:
     def n_requests(self) -> int:
         return self.label.shape[0]
 
+    @property
+    def device(self) -> torch.device:
+        return self.label.device
+
     def days(self) -> list[int]:
         """The distinct day indices, in order."""
         return sorted(torch.unique(self.day).tolist())
+
+    def day_size(self, day: int) -> int:
+        """Number of requests of a day."""
+        return int((self.day == day).sum())
+
+    def day_data(self, day: int) -> CascadeData:
+        """The requests of one day as a dataset of their own, in row order: views (no copy, a
+        memory map stays mapped) when the day's rows are contiguous, as every dataset here lays
+        its days out; a gathered copy otherwise."""
+        rows = self.rows_of_days([day])
+        if rows.numel() and int(rows[-1]) - int(rows[0]) + 1 == rows.numel():
+            return self.subset(slice(int(rows[0]), int(rows[-1]) + 1))
+        return self.subset(rows)
 
     def rows_of_days(self, days: list[int]) -> torch.Tensor:
         """int64 [R']: the row indices of the requests on the given days, in row order."""
@@ -164,6 +181,70 @@ class CascadeData:
         if self.utility is not None:
             arrays["utility"] = self.utility
         return arrays
+
+
+@dataclass(frozen=True)
+class DayStack:
+    """Days of data kept apart: one CascadeData per day, never concatenated (issue 16).
+
+    A prepared cache opens as a DayStack of its days' memory maps: training and evaluation open
+    one day at a time (`day_data`), so a run's resident memory holds the pages of the days it is
+    reading, not a copy of the whole cache. parts[i] holds day i (its `day` array is all i).
+    `joined` concatenates them for callers that need every row at once (and copies them).
+    """
+
+    parts: tuple[CascadeData, ...]
+
+    def __post_init__(self) -> None:
+        if not self.parts:
+            raise CascbenchError("a DayStack needs at least one day.")
+        schemas = {(p.setting_name, p.schema) for p in self.parts}
+        if len(schemas) > 1:
+            raise CascbenchError(f"the days of a DayStack differ in setting or schema: {schemas}.")
+
+    @property
+    def setting_name(self) -> str:
+        return self.parts[0].setting_name
+
+    @property
+    def schema(self) -> FeatureSchema:
+        return self.parts[0].schema
+
+    @property
+    def n_requests(self) -> int:
+        return sum(p.n_requests for p in self.parts)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self.parts)
+
+    @property
+    def device(self) -> torch.device:
+        return self.parts[0].device
+
+    def days(self) -> list[int]:
+        return list(range(len(self.parts)))
+
+    def day_size(self, day: int) -> int:
+        return self.parts[day].n_requests
+
+    def day_data(self, day: int) -> CascadeData:
+        return self.parts[day]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> DayStack:
+        return DayStack(tuple(p.to(device, non_blocking) for p in self.parts))
+
+    def joined(self) -> CascadeData:
+        """Every day in one CascadeData, in day order (a copy of all of them)."""
+        arrays = {
+            name: torch.cat([getattr(p, name) for p in self.parts])
+            for name in self.parts[0]._arrays()
+        }
+        return CascadeData(self.setting_name, self.schema, **arrays)
+
+
+#: What training takes: one dataset, or its days kept apart.
+Dataset = CascadeData | DayStack
 
 
 def _take(array: torch.Tensor, rows: torch.Tensor, pin_memory: bool) -> torch.Tensor:

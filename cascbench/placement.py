@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 
 from cascbench.batch import Batch, Targets
-from cascbench.data import CascadeData
+from cascbench.data import CascadeData, Dataset
 from cascbench.errors import CascbenchError
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class DaySource:
 
     @property
     def _streamed(self) -> bool:
-        return self.data.label.device != self.device
+        return self.data.device != self.device
 
     def batch(self, rows: torch.Tensor) -> Batch:
         """The Batch of `rows` (a slice of `self.rows`, in any order) on the device."""
@@ -94,10 +94,10 @@ class Placement:
     copied, falls back to streaming with a logged warning.
     """
 
-    def __init__(self, data: CascadeData, device: torch.device, requested: str) -> None:
+    def __init__(self, data: Dataset, device: torch.device, requested: str) -> None:
         self.data = data
         self.device = device
-        self._day_rows = _rows_by_day(data.day)
+        self._day_sizes = {day: data.day_size(day) for day in data.days()}
         self.mode: Mode = self._choose(requested)
         self._resident = data
         if self.mode == "whole":
@@ -105,19 +105,16 @@ class Placement:
 
     def day_size(self, day: int) -> int:
         """Number of requests of a day."""
-        return self._day_rows[day].numel()
+        return self._day_sizes[day]
 
     def open_day(self, day: int) -> DaySource:
-        """The requests of one day, ready to be served as batches on the device."""
-        rows = self._day_rows[day]
+        """The requests of one day, ready to be served as batches on the device: the day's own
+        dataset (views of the resident data, or of a day's memory maps), copied to the device
+        first with day placement."""
+        data = self._resident.day_data(day)
         if self.mode == "day":
-            moved = self._move(self.data.subset(_as_slice(rows)), f"day {day}")
-            if moved is not None:
-                local = torch.arange(rows.numel(), device=self.device)
-                return DaySource(moved, local, self.device)
-        if self.mode == "whole" or self.device.type == "cpu":
-            return DaySource(self._resident, rows.to(self._resident.label.device), self.device)
-        return DaySource(self.data, rows.to(self.data.label.device), self.device)
+            data = self._move(data, f"day {day}") or data
+        return DaySource(data, torch.arange(data.n_requests, device=data.device), self.device)
 
     def _choose(self, requested: str) -> Mode:
         if self.device.type != "cuda":  # the host's memory is the device's: no size to check
@@ -127,7 +124,7 @@ class Placement:
         free, _ = torch.cuda.mem_get_info(self.device)
         whole = self.data.nbytes
         per_row = whole / max(self.data.n_requests, 1)
-        largest_day = per_row * max((r.numel() for r in self._day_rows.values()), default=0)
+        largest_day = per_row * max(self._day_sizes.values(), default=0)
         need = {"whole": whole, "day": largest_day}
         if requested == "auto":
             if whole <= WHOLE_SHARE * free:
@@ -154,9 +151,9 @@ class Placement:
         )
         return "stream"
 
-    def _move(self, data: CascadeData, what: str) -> CascadeData | None:
+    def _move(self, data: Dataset, what: str) -> Dataset | None:
         """`data` on the device, or None (and streaming from now on) if the copy ran out of memory."""
-        if data.label.device == self.device:
+        if data.device == self.device:
             return data
         try:
             return data.to(self.device)
@@ -170,18 +167,3 @@ class Placement:
             )
             self.mode = "stream"
             return None
-
-
-def _rows_by_day(day: torch.Tensor) -> dict[int, torch.Tensor]:
-    """day index -> int64 row indices of that day's requests, ascending (one stable sort)."""
-    day = day.cpu()
-    order = torch.argsort(day, stable=True)
-    values, counts = torch.unique_consecutive(day[order], return_counts=True)
-    return dict(zip(values.tolist(), order.split(counts.tolist()), strict=True))
-
-
-def _as_slice(rows: torch.Tensor) -> torch.Tensor | slice:
-    """A slice when the ascending `rows` are contiguous (a view instead of a gathered copy)."""
-    if rows.numel() and int(rows[-1]) - int(rows[0]) + 1 == rows.numel():
-        return slice(int(rows[0]), int(rows[-1]) + 1)
-    return rows

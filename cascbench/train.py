@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from cascbench.batch import Batch
-from cascbench.data import CascadeData
+from cascbench.data import Dataset
 from cascbench.errors import CascbenchError, NonFiniteLossError
 from cascbench.method import LossOutput, Method, get_method
 from cascbench.metrics import EvalResult, counted_requests, evaluate
@@ -73,7 +73,7 @@ class RunRecord:
 
 
 def build_cascade(
-    setting: Setting, data: CascadeData, model: ModelConfig | None = None
+    setting: Setting, data: Dataset, model: ModelConfig | None = None
 ) -> torch.nn.ModuleList:
     """One stage model per stage, in cascade order; stages share no parameters. model: the
     reference choices of the release (default) or clean options."""
@@ -153,7 +153,7 @@ class _Run:
 
 def fit(
     setting: Setting,
-    data: CascadeData,
+    data: Dataset,
     method: Method | str,
     train: TrainConfig | None = None,
     seed: int = 0,
@@ -172,6 +172,7 @@ def fit(
     progress(step, total_steps) is called after every training step. Raises CascbenchError when
     no training batch is left (every day smaller than a batch with `train.drop_last`).
     """
+    setup_started = time.perf_counter()
     train = train or TrainConfig()
     if method_params and not isinstance(method, str):
         raise CascbenchError("method_params go with a method's name, not with a built Method.")
@@ -218,6 +219,7 @@ def fit(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rss_scope = "run" if _reset_peak_rss() else "process"
+    setup_seconds = time.perf_counter() - setup_started  # models, method, compilation set up
     seconds = {"train": 0.0, "test": 0.0}
     results: list[tuple[int, EvalResult, torch.Tensor]] = []
     n_train = 0
@@ -244,6 +246,7 @@ def fit(
         "train_requests": n_train,
         "test_requests": sum(test_counts.values()),
         "evaluated_requests": sum(r.n_evaluated for _, r, _ in results),
+        "setup_seconds": setup_seconds,
         "train_seconds": seconds["train"],
         "eval_seconds": seconds["test"],
         "train_requests_per_second": n_train / max(seconds["train"], 1e-9),

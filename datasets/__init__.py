@@ -9,7 +9,7 @@ from cascbench.datasets.config import DatasetConfig
 from cascbench.errors import CascbenchError, validate_fields
 
 if TYPE_CHECKING:  # torch-free at import: `cascbench list worlds` reads the presets only
-    from cascbench.data import CascadeData
+    from cascbench.data import Dataset
     from cascbench.datasets.synthetic import WorldConfig
 
 
@@ -44,20 +44,20 @@ def check_dataset(config: DatasetConfig) -> None:
     read_manifest(config.data_dir)
 
 
-def load_dataset(config: DatasetConfig, setting_name: str) -> CascadeData:
+def load_dataset(config: DatasetConfig, setting_name: str) -> Dataset:
     """The dataset of a run, laid out for the named setting.
 
     Synthetic worlds are generated, and RecFlow caches opened, once per process and reused by every
     run that asks for the same data (the seeds of a grid share one load). A RecFlow cache only
-    serves settings with its groups; its chosen days are concatenated in order, the last one the
-    test day.
+    serves settings with its groups; its chosen days open as a DayStack of memory maps, in order,
+    the last one the test day.
     """
     key = config.model_dump_json()
     return _load_cached(key, setting_name)
 
 
 @lru_cache(maxsize=4)
-def _load_cached(config_json: str, setting_name: str) -> CascadeData:
+def _load_cached(config_json: str, setting_name: str) -> Dataset:
     from cascbench.settings import get_setting
 
     config = DatasetConfig.model_validate_json(config_json)

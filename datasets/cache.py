@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 import cascbench
-from cascbench.data import CascadeData, FeatureSchema
+from cascbench.data import CascadeData, DayStack, FeatureSchema
 from cascbench.datasets.recflow_files import Findings, describe_source, read_id_counts
 from cascbench.datasets.recflow_reader import DayArrays, read_day
 from cascbench.datasets.recflow_schema import (
@@ -327,9 +327,13 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
 
 def open_cache(
     path: Path | str, setting: Setting, days: tuple[str, ...] | list[str] | None = None
-) -> CascadeData:
-    """The chosen days of a cache, concatenated in order (day index = position in `days`; the
-    last is the test day), laid out for `setting` (its groups must be the cache's).
+) -> DayStack:
+    """The chosen days of a cache, laid out for `setting` (its groups must be the cache's): one
+    CascadeData per day, in order (day index = position in `days`; the last is the test day),
+    each memory-mapped from the cache's files, never concatenated. Opening reads and checks the
+    files (hashes on first open, shapes, ids, labels) but keeps none of their pages: a run's
+    resident memory grows with the day it trains on, not with the cache (`DayStack.joined()`
+    copies every day into one CascadeData).
 
     days: None = the paper's days (train 2024-01-13 … 2024-02-03, test 2024-02-04).
     """
@@ -348,31 +352,42 @@ def open_cache(
             f"{path} has no day {', '.join(missing)}; cached days: {', '.join(cached) or 'none'}."
             " Prepare them with `cascbench data prepare recflow --days ...`."
         )
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in DAY_ARRAYS}
     schema = manifest["schema"]
-    for day in days:
-        loaded = {name: _load_day_array(path / "days" / day / f"{name}.npy") for name in DAY_ARRAYS}
-        recorded = manifest["days"][day].get("arrays")
-        verify_day_hashes(path / "days" / day, recorded)
-        check_day_arrays(loaded, recorded, schema, path / "days" / day)
-        for name in DAY_ARRAYS:
-            parts[name].append(loaded[name])
-    arrays = {name: torch.from_numpy(np.concatenate(parts[name])) for name in DAY_ARRAYS}
-    counts = [len(p) for p in parts["request_id"]]
-    r = sum(counts)
-    return CascadeData(
-        setting_name=setting.name,
-        schema=FeatureSchema(**{k: tuple((f, int(n)) for f, n in v) for k, v in schema.items()}),
-        group=setting.slot_group.expand(r, -1).clone(),
-        day=torch.repeat_interleave(torch.arange(len(days)), torch.tensor(counts)),
-        **arrays,
+    feature_schema = FeatureSchema(
+        **{k: tuple((f, int(n)) for f, n in v) for k, v in schema.items()}
     )
+    parts = []
+    for index, day in enumerate(days):
+        folder = path / "days" / day
+        recorded = manifest["days"][day].get("arrays")
+        # checked through maps of their own, unmapped after: the checks read every page
+        checked = {name: _load_day_array(folder / f"{name}.npy") for name in DAY_ARRAYS}
+        verify_day_hashes(folder, recorded)
+        check_day_arrays(checked, recorded, schema, folder)
+        del checked
+        # copy-on-write maps: writable for torch (no copy, nothing ever written back)
+        arrays = {
+            name: torch.from_numpy(_load_day_array(folder / f"{name}.npy", mode="c"))
+            for name in DAY_ARRAYS
+        }
+        r = len(arrays["request_id"])
+        parts.append(
+            CascadeData(
+                setting_name=setting.name,
+                schema=feature_schema,
+                group=setting.slot_group.expand(r, -1),  # one row for all: no [R, N] copy
+                day=torch.full((1,), index).expand(r),
+                **arrays,
+            )
+        )
+    return DayStack(tuple(parts))
 
 
-def _load_day_array(file: Path) -> np.ndarray:
-    """A day's array, memory-mapped; a damaged file is an error that names it."""
+def _load_day_array(file: Path, mode: str = "r") -> np.ndarray:
+    """A day's array, memory-mapped (mode: numpy's mmap_mode); a damaged file is an error that
+    names it."""
     try:
-        return np.load(file, mmap_mode="r")
+        return np.load(file, mmap_mode=mode)
     except (OSError, ValueError, EOFError) as exc:  # EOFError: an emptied file
         raise CascbenchError(
             f"{file} cannot be read ({exc}): the cache is damaged; prepare this day again with "

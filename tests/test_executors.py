@@ -131,3 +131,12 @@ def test_ray_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(CascbenchError, match=r"pip install 'cascbench\[ray\]'"):
         RayExecutor()
+
+
+def test_a_run_records_its_time_split(tmp_path):
+    run_grid(planned(tiny_runs(seeds=(0,))), ResultStore(tmp_path))
+    (run,) = ResultStore(tmp_path).finished_runs()
+    stats = json.loads((ResultStore(tmp_path).run_dir(run.run_id) / "metrics.json").read_text())
+    stats = stats["stats"]
+    parts = ("load_seconds", "setup_seconds", "train_seconds", "eval_seconds")
+    assert all(stats[part] >= 0 for part in parts) and stats["train_seconds"] > 0

@@ -193,7 +193,7 @@ def test_a_damaged_cache_file_is_a_clear_error_or_still_valid(
     else:
         path.unlink()
     try:
-        opened = open_cache(cache, get_setting("recflow-2stage"), days)
+        opened = open_cache(cache, get_setting("recflow-2stage"), days).joined()
     except CascbenchError as exc:
         assert days[0] in str(exc) or str(cache) in str(exc)
     else:

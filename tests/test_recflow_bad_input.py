@@ -224,7 +224,7 @@ def test_sequences_of_different_lengths_are_padded_on_top(src, tmp_path):
     mapping[key] = mapping[key][-12:]  # only 12 rows: the reader right-aligns it
     dump(path, mapping)
     prepare(root, days, tmp_path)
-    data = open_cache(tmp_path / "cache", get_setting(SETTING), days)
+    data = open_cache(tmp_path / "cache", get_setting(SETTING), days).joined()
     real = expected[:, 7] > 0
     assert data.sequence_mask[0].numpy().tolist() == real.tolist()
     assert (data.sequence[0, real, 0].numpy() == expected[real, 0] + 1).all()

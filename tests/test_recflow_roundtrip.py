@@ -41,7 +41,7 @@ def test_round_trip_gives_back_the_world(tmp_path, setting_name, options):
     length = world.sequence.shape[1]
     prepare_recflow(tmp_path / "src", setting_name, days, tmp_path / "cache",
                     sequence_length=length)  # fmt: skip
-    data = open_cache(tmp_path / "cache", get_setting(setting_name), days)
+    data = open_cache(tmp_path / "cache", get_setting(setting_name), days).joined()
     assert_same_arrays(data, world)
     assert data.utility is None  # RecFlow has no true utility
 
@@ -59,7 +59,7 @@ def test_graded_labels_are_the_positions_found_in_all_stage(tmp_path):
     _, days = export_tiny(tmp_path / "src", "recflow-2stage", short=False)
     prepare_recflow(tmp_path / "src", "recflow-2stage", days, tmp_path / "cache",
                     sequence_length=10)  # fmt: skip
-    data = open_cache(tmp_path / "cache", get_setting("recflow-2stage"), days)
+    data = open_cache(tmp_path / "cache", get_setting("recflow-2stage"), days).joined()
     # Hand check: the ground truth of every request is its rank order 1..10: labels 29 .. 20.
     assert torch.equal(data.label[:, :10], torch.arange(29.0, 19.0, -1).expand(len(data.label), 10))
     assert torch.equal(data.label[:, 10:20], torch.full((len(data.label), 10), 7.0))
@@ -68,7 +68,7 @@ def test_graded_labels_are_the_positions_found_in_all_stage(tmp_path):
 def test_longer_cached_sequences_pad_on_top(tmp_path):
     world, days = export_tiny(tmp_path / "src", "recflow-2stage", short=False)
     prepare_recflow(tmp_path / "src", "recflow-2stage", days, tmp_path / "cache")  # default 50
-    data = open_cache(tmp_path / "cache", get_setting("recflow-2stage"), days)
+    data = open_cache(tmp_path / "cache", get_setting("recflow-2stage"), days).joined()
     length = world.sequence.shape[1]
     assert data.sequence.shape[1] == 50
     assert not data.sequence_mask[:, : 50 - length].any()
@@ -91,7 +91,7 @@ def test_a_video_listed_twice_in_the_ground_truth_gets_both_positions(tmp_path):
     setting = get_setting("recflow-2stage")
     days = export_recflow(world, setting, tmp_path / "src")
     prepare_recflow(tmp_path / "src", setting.name, days, tmp_path / "cache", sequence_length=10)
-    data = open_cache(tmp_path / "cache", setting, days)
+    data = open_cache(tmp_path / "cache", setting, days).joined()
     assert data.label[0, 2] == 27.0 and data.label[0, 5] == 24.0
     assert torch.equal(data.label, world.label)
 
@@ -126,7 +126,9 @@ def test_open_cache_takes_the_chosen_days_in_order(tmp_path):
     world, days = export_tiny(tmp_path / "src")
     prepare_recflow(tmp_path / "src", "recflow-2stage", days, tmp_path / "cache",
                     sequence_length=10)  # fmt: skip
-    data = open_cache(tmp_path / "cache", get_setting("recflow-2stage"), [days[0], days[2]])
+    data = open_cache(
+        tmp_path / "cache", get_setting("recflow-2stage"), [days[0], days[2]]
+    ).joined()
     rows = world.rows_of_days([0, 2])
     assert data.days() == [0, 1]
     assert torch.equal(data.request_id, world.request_id[rows])
@@ -136,7 +138,7 @@ def test_open_cache_takes_the_chosen_days_in_order(tmp_path):
 def test_a_setting_with_the_same_groups_may_use_the_cache_another_may_not(tmp_path):
     _, days = export_tiny(tmp_path / "src")
     prepare_recflow(tmp_path / "src", "recflow-2stage", days, tmp_path / "cache")
-    data = open_cache(tmp_path / "cache", get_setting("synthetic-1stage"), days)
+    data = open_cache(tmp_path / "cache", get_setting("synthetic-1stage"), days).joined()
     assert data.setting_name == "synthetic-1stage"
     with pytest.raises(CascbenchError, match="prepare a cache with --setting recflow-3stage"):
         open_cache(tmp_path / "cache", get_setting("recflow-3stage"), days)
@@ -186,7 +188,9 @@ def test_preparing_days_in_parallel_writes_the_same_cache(tmp_path):
     summary = prepare_recflow(tmp_path / "src", "recflow-3stage", days, tmp_path / "cache",
                               sequence_length=10, jobs=2)  # fmt: skip
     assert summary.prepared == list(days) and summary.requests == world.n_requests
-    assert_same_arrays(open_cache(tmp_path / "cache", get_setting("recflow-3stage"), days), world)
+    assert_same_arrays(
+        open_cache(tmp_path / "cache", get_setting("recflow-3stage"), days).joined(), world
+    )
 
 
 def test_missing_positions_count_as_zero(tmp_path):
@@ -204,7 +208,7 @@ def test_missing_positions_count_as_zero(tmp_path):
                               sequence_length=10)  # fmt: skip
     assert any("3 rank_pos items have no rank_index (counted as 0, label 30)" in w
                for w in summary.warnings)  # fmt: skip
-    data = open_cache(tmp_path / "cache", get_setting("recflow-2stage"), days)
+    data = open_cache(tmp_path / "cache", get_setting("recflow-2stage"), days).joined()
     expected = world.label.clone()
     for r_id, v_id in zip(request[lost], video[lost], strict=True):
         row = int(torch.nonzero(data.request_id == int(r_id))[0, 0])
@@ -239,7 +243,7 @@ def test_feather_v1_files_are_read_too(tmp_path):
     with pytest.warns(DeprecationWarning):
         prepare_recflow(tmp_path / "src", "recflow-2stage", days, tmp_path / "cache",
                         sequence_length=10)  # fmt: skip
-    assert_same_arrays(open_cache(tmp_path / "cache", get_setting("recflow-2stage"), days), world)
+    assert_same_arrays(open_cache(tmp_path / "cache", get_setting("recflow-2stage"), days).joined(), world)
 
 
 def test_export_refuses_a_first_day_of_another_weekday(tmp_path):

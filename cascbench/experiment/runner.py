@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from cascbench.data import CascadeData
+from cascbench.data import Dataset
 from cascbench.experiment.config import RunConfig
 from cascbench.settings import get_setting
 from cascbench.train import ProgressCallback, RunRecord, fit
 
 
 def train_run(
-    config: RunConfig, data: CascadeData, progress: ProgressCallback | None = None
+    config: RunConfig, data: Dataset, progress: ProgressCallback | None = None
 ) -> RunRecord:
     """Train and evaluate the run `config` describes on `data` (its dataset, already loaded).
 
