@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-
-import torch
+from typing import TYPE_CHECKING
 
 from cascbench.errors import CascbenchError, unknown_name_error
+
+if TYPE_CHECKING:
+    import torch
 
 STAGE_MODELS = ("dssm", "mlp", "din")
 
@@ -78,11 +80,15 @@ class Setting:
     @cached_property
     def slot_group(self) -> torch.Tensor:
         """int64 [N]: the group index of every slot in the canonical layout."""
+        import torch  # here, not at the top: `cascbench list settings` runs without torch
+
         sizes = torch.tensor([g.size for g in self.groups])
         return torch.repeat_interleave(torch.arange(len(self.groups)), sizes)
 
     def visible_slots(self, stage: int) -> torch.Tensor:
         """bool [N]: the slots whose group stage `stage`'s BCE is trained on (SPEC §5.1)."""
+        import torch
+
         visible = [self.group_names.index(g) for g in self.stages[stage].bce_groups]
         return torch.isin(self.slot_group, torch.tensor(visible))
 

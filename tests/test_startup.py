@@ -48,6 +48,7 @@ def test_importing_the_cli_does_not_import_torch():
         ["power", "--help"],
         ["list", "worlds"],
         ["list", "presets"],
+        ["list", "settings"],
     ],
 )
 def test_help_does_not_import_torch(args):
