@@ -33,7 +33,9 @@ from cascbench.search_space import FloatRange, SearchSpace
 from cascbench.settings import Setting
 from cascbench.topk import Network, SwapSigmoid, diffsort_topk, lapsum_topk, ot_topk, sparse_topk
 
-TAU_SPACE: SearchSpace = {"tau": FloatRange(0.1, 10.0, log=True)}
+#: τ is in score units, and scores may grow large (a first tuning of lapsum_topk chose 9.98 of
+#: [0.1, 10]): two decades either side of 1.
+TAU_SPACE: SearchSpace = {"tau": FloatRange(0.01, 100.0, log=True)}
 
 
 class SoftTopKParams(MethodParams):
