@@ -486,11 +486,15 @@ def _first_bad_row(bad: np.ndarray, file: Path, what: str, again: str) -> None:
 
 def cache_identity(path: Path | str, days: tuple[str, ...] | list[str] | None = None) -> str:
     """A 16-hex-digit hash of what a run reads from a cache: its format, setting, sequence length,
-    id_cnt and the source fingerprints of the chosen days; the same however the path is spelled."""
+    id_cnt (or, for a world written as a cache, the world) and the source fingerprints of the
+    chosen days; the same however the path is spelled."""
     manifest = read_manifest(path)
     days = PAPER_DAYS if days is None else check_days(days)
     identity = {k: manifest[k] for k in ("format_version", "groups", "sequence_length", "schema")}
-    identity["id_cnt"] = manifest["id_cnt"]["fingerprint"]
+    if "world" in manifest:  # a synthetic world written as a cache: its name, seed and knobs
+        identity["world"] = manifest["world"]
+    else:
+        identity["id_cnt"] = manifest["id_cnt"]["fingerprint"]
     identity["days"] = [[d, manifest["days"].get(d, {}).get("sources")] for d in days]
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

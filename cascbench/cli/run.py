@@ -38,7 +38,9 @@ def _train_help(name: str) -> str:
 #: Written out rather than read from the registries, which would import torch for `run --help`;
 #: tests/test_startup.py keeps them equal to the registries.
 SETTING_NAMES = ("recflow-2stage", "recflow-3stage", "synthetic-1stage", "synthetic-4stage")
-WORLD_NAMES = ("tiny", "small", "recflow-like", "recflow-like-large", "recflow-like-3stage")
+WORLD_NAMES = (
+    "tiny", "small", "recflow-like", "recflow-like-large", "recflow-like-3stage", "recflow-scale",
+)  # fmt: skip
 SETTING_HELP = (
     f"Setting: {', '.join(SETTING_NAMES)} (`cascbench list settings` describes them); default: "
     "recflow-2stage."

@@ -9,7 +9,9 @@ gives the same bytes): `entities` draws the items, the users with their history 
 requests (steps 1-3); `utility` gives every candidate its true utility (step 4); `funnel`
 simulates the logged production stages and lays out the groups (step 5); `world.generate_world`
 assembles the canonical arrays (`generate_world_with_signals` adds what the candidates' scores
-are made of, for the ceilings of `scripts/world_ceilings.py`). `config` holds every knob
+are made of, for the ceilings of `scripts/world_ceilings.py`; `generate_days` yields a world one
+day at a time, each day from a generator of its own, for worlds too large to hold at once, and
+`datasets.world_cache.write_world_cache` writes one as a cache). `config` holds every knob
 (`WorldConfig`) and the named presets.
 """
 
@@ -21,6 +23,7 @@ from cascbench.lazy import lazy_getattr
 _LAZY = {
     "resolve_funnel": "cascbench.datasets.synthetic.funnel",
     "generate_world": "cascbench.datasets.synthetic.world",
+    "generate_days": "cascbench.datasets.synthetic.world",
     "generate_world_with_signals": "cascbench.datasets.synthetic.world",
 }
 
@@ -31,6 +34,7 @@ __getattr__ = lazy_getattr(globals(), _LAZY)
 __all__ = [
     "WORLD_PRESETS",
     "WorldConfig",
+    "generate_days",
     "generate_world",
     "generate_world_with_signals",
     "get_world_config",

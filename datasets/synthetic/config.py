@@ -225,6 +225,23 @@ WORLD_PRESETS: dict[str, WorldConfig] = {
         author_quality_share=1.0,
         missing_group_prob=0.35,
     ),
+    # RecFlow's scale and shapes (issue 16): 23 days (the paper's, when written as a cache) of
+    # 260,870 requests, 6.0M in all; sequences of 50; RecFlow-like numbers of users and devices
+    # and a million videos. Too large to hold at once on an ordinary machine: write it day by day
+    # with `cascbench data prepare world --world recflow-scale` and train on the cache.
+    "recflow-scale": WorldConfig(
+        days=23,
+        requests_per_day=260_870,
+        funnel_noise_earliest=1.0,
+        funnel_noise_last=0.1,
+        interaction_weight=0.6,
+        sequence_length=50,
+        history_size=100,
+        n_users=42_000,
+        n_devices=42_000,
+        n_items=1_000_000,
+        n_authors=250_000,
+    ),
 }
 
 

@@ -260,11 +260,18 @@ class _Requests:
 
 
 def _sample_requests(
-    config: WorldConfig, users: _Users, items: _Items, history: torch.Tensor, g: torch.Generator
+    config: WorldConfig,
+    users: _Users,
+    items: _Items,
+    history: torch.Tensor,
+    g: torch.Generator,
+    days: range | None = None,
 ) -> _Requests:
-    r = config.days * config.requests_per_day
+    """The requests of `days` (default: every day of the world), ordered by day and time."""
+    days = range(config.days) if days is None else days
+    r = len(days) * config.requests_per_day
     user = torch.multinomial(users.weight, r, replacement=True, generator=g)
-    day = torch.arange(config.days).repeat_interleave(config.requests_per_day)
+    day = torch.tensor(days).repeat_interleave(config.requests_per_day)
     hour = torch.multinomial(torch.tensor(_HOURLY_ACTIVITY), r, replacement=True, generator=g)
     minute = _randint(60, (r,), g)
     # Requests ordered by day, then by time of day (stable, so ties keep their draw order).

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
+
 import torch
 
 from cascbench.data import (
@@ -16,7 +19,10 @@ from cascbench.datasets.synthetic.entities import (
     _build_histories,
     _build_items,
     _build_users,
+    _Items,
+    _Requests,
     _sample_requests,
+    _Users,
 )
 from cascbench.datasets.synthetic.funnel import _labels, _run_funnel, resolve_funnel
 from cascbench.datasets.synthetic.utility import _utility
@@ -68,15 +74,67 @@ def generate_world_with_signals(
     return data, signals
 
 
+def generate_days(
+    setting: Setting, config: WorldConfig, seed: int = 0, days: range | None = None
+) -> Iterator[CascadeData]:
+    """The world one day at a time, for worlds too large to hold at once (RecFlow scale).
+
+    The items, users and histories are built once from `seed`; each day's requests, utilities
+    and funnel are drawn from a generator of their own, seeded from (seed, day), so memory holds
+    the entities and one day, and a day's bytes do not depend on the others. It is therefore
+    another world than `generate_world`'s for the same seed (which draws every day from one
+    generator). Yields CascadeData, one per day in order, with absolute day indices and request
+    ids (day d's ids follow day d − 1's). The same (setting, config, seed) gives the same bytes.
+    days: the days to yield (default: all); the others are not drawn at all.
+    """
+    keep, noise = resolve_funnel(setting, config)
+    g = torch.Generator().manual_seed(seed)
+    items, users, history = _build_entities(config, g)
+    for day in range(config.days) if days is None else days:
+        day_seed = _day_seed(seed, day)
+        day_g = torch.Generator().manual_seed(day_seed)
+        requests = _sample_requests(config, users, items, history, day_g, range(day, day + 1))
+        first_id = day * config.requests_per_day
+        yield _assemble(setting, config, items, users, requests, keep, noise, day_g, day_seed,
+                        first_id, with_signals=False)[0]  # fmt: skip
+
+
+def _day_seed(seed: int, day: int) -> int:
+    digest = hashlib.sha256(f"cascbench world day {seed} {day}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _build_entities(config: WorldConfig, g: torch.Generator) -> tuple[_Items, _Users, torch.Tensor]:
+    items = _build_items(config, g)
+    users = _build_users(config, items, g)
+    return items, users, _build_histories(config, users, items, g)
+
+
 def _generate(
     setting: Setting, config: WorldConfig, seed: int, with_signals: bool
 ) -> tuple[CascadeData, dict[str, torch.Tensor] | None]:
     keep, noise = resolve_funnel(setting, config)
     g = torch.Generator().manual_seed(seed)
-    items = _build_items(config, g)
-    users = _build_users(config, items, g)
-    history = _build_histories(config, users, items, g)
+    items, users, history = _build_entities(config, g)
     requests = _sample_requests(config, users, items, history, g)
+    return _assemble(setting, config, items, users, requests, keep, noise, g, seed, 0, with_signals)
+
+
+def _assemble(
+    setting: Setting,
+    config: WorldConfig,
+    items: _Items,
+    users: _Users,
+    requests: _Requests,
+    keep: tuple[int, ...],
+    noise: tuple[float, ...],
+    g: torch.Generator,
+    seed: int,
+    first_id: int,
+    with_signals: bool,
+) -> tuple[CascadeData, dict[str, torch.Tensor] | None]:
+    """The requests' utilities and logged funnel, laid out in the canonical arrays (request ids
+    from first_id); the signals too when asked."""
     utility = _utility(config, users, items, requests, g, seed)
     slot, rank = _run_funnel(setting, config, utility, keep, noise, g)
 
@@ -108,7 +166,7 @@ def _generate(
         group=setting.slot_group.expand(r, -1).clone(),
         mask=mask,
         day=requests.day,
-        request_id=torch.arange(r),
+        request_id=torch.arange(first_id, first_id + r),
         utility=true_utility,
     )
     if not with_signals:
