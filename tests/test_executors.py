@@ -140,3 +140,16 @@ def test_a_run_records_its_time_split(tmp_path):
     stats = stats["stats"]
     parts = ("load_seconds", "setup_seconds", "train_seconds", "eval_seconds")
     assert all(stats[part] >= 0 for part in parts) and stats["train_seconds"] > 0
+
+
+def test_more_cpu_workers_than_cores_are_capped_with_a_message(monkeypatch, caplog):
+    from cascbench.experiment.executors import InProcessChoice, PoolChoice, choose_executor
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with caplog.at_level("WARNING"):
+        choice = choose_executor("local", jobs=8)
+    assert isinstance(choice, PoolChoice) and choice.jobs == 2
+    assert "--jobs 8 is more than this machine's 2 cores: running 2" in caplog.text
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert isinstance(choose_executor("local", jobs=2), InProcessChoice)
+    assert choose_executor("local", jobs=4, gpus=["0"]).jobs == 4  # GPU workers: not capped

@@ -8,6 +8,8 @@ no shared filesystem. The grid logic (what to run, resuming, recording) is in `g
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from cascbench.errors import CascbenchError, unknown_name_error
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from cascbench.train import RunRecord
@@ -252,6 +256,13 @@ def choose_executor(
         return RayChoice(ray_address, jobs)
     if ray_address is not None:
         raise CascbenchError("--ray-address needs --executor ray.")
+    cores = os.cpu_count() or 1
+    if not gpus and jobs is not None and jobs > cores:
+        # more CPU workers than cores only makes them wait for each other (and each one's
+        # torch threads spin): the extra workers buy nothing
+        logger.warning("--jobs %d is more than this machine's %d cores: running %d.", jobs,
+                       cores, cores)  # fmt: skip
+        jobs = cores
     if not gpus and (jobs or 1) == 1:
         return InProcessChoice()
     return PoolChoice(jobs or len(gpus), tuple(gpus))
