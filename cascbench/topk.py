@@ -55,8 +55,9 @@ def check_topk_arguments(k: int | torch.Tensor, tau: float) -> None:
 
 
 def hard_topk(scores: torch.Tensor, k: int, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The exact top-k indicator [..., N] (float64 for float64 scores, else float32): 1 on the k highest valid scores, ties broken by
-    slot order (the lower slot wins). scores: [..., N]; mask: bool [..., N] or None."""
+    """The exact top-k indicator [..., N] (float64 for float64 scores, else float32): 1 on the k
+    highest valid scores, ties broken by slot order (the lower slot wins).
+    scores: [..., N]; mask: bool [..., N] or None."""
     filled = scores if mask is None else scores.masked_fill(~mask, -torch.inf)
     order = filled.argsort(dim=-1, descending=True, stable=True)
     rank = order.argsort(dim=-1)  # each item's position in the descending order
