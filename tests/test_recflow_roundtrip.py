@@ -243,7 +243,9 @@ def test_feather_v1_files_are_read_too(tmp_path):
     with pytest.warns(DeprecationWarning):
         prepare_recflow(tmp_path / "src", "recflow-2stage", days, tmp_path / "cache",
                         sequence_length=10)  # fmt: skip
-    assert_same_arrays(open_cache(tmp_path / "cache", get_setting("recflow-2stage"), days).joined(), world)
+    assert_same_arrays(
+        open_cache(tmp_path / "cache", get_setting("recflow-2stage"), days).joined(), world
+    )
 
 
 def test_export_refuses_a_first_day_of_another_weekday(tmp_path):

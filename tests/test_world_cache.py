@@ -75,7 +75,7 @@ def test_an_interrupted_write_resumes_to_the_same_bytes(tmp_path):
 
 def test_another_world_in_the_same_folder_needs_force(tmp_path):
     write_world_cache(SETTING, TINY, tmp_path / "cache", seed=4)
-    with pytest.raises(CascbenchError, match="prepared differently.*world.*--force"):
+    with pytest.raises(CascbenchError, match=r"prepared differently.*world.*--force"):
         write_world_cache(SETTING, TINY, tmp_path / "cache", seed=5)
     again = write_world_cache(SETTING, TINY, tmp_path / "cache", seed=5, force=True)
     assert len(again.written) == TINY.days
