@@ -48,12 +48,15 @@ def measure(method_name: str, setting_name: str, device: str, batch: int, repeat
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
+    # On the CPU the peak resident set is a high-water mark, which the warm-up step would set:
+    # its baseline is taken before it. CUDA's peak is reset after it.
+    cpu_baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     step()  # warm-up
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
     else:
-        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        baseline = cpu_baseline
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
