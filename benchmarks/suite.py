@@ -7,8 +7,9 @@
     python benchmarks/suite.py --compile                         # torch.compile models and losses
 
 Data: by default a synthetic world with RecFlow's shapes (behaviour sequences of 50, N = 40 or 50,
-1M videos drawn) generated once per setting and saved as .npy files that every case memory-maps;
-the stage models' id tables get RecFlow's vocabulary sizes (`RECFLOW_VOCABULARY`: about 9M videos,
+1M videos drawn) written once per setting as a cache, day by day (`write_world_cache`: memory
+holds one day, so 6M requests fit an ordinary machine), that every case memory-maps; the stage
+models' id tables get RecFlow's vocabulary sizes (`RECFLOW_VOCABULARY`: about 9M videos,
 so each model's tables and their Adam state are GBs, as in the paper), whatever the world draws.
 `--data-dir` reads a prepared RecFlow cache (`cascbench data prepare`) instead, with its own sizes.
 
@@ -21,7 +22,6 @@ everything else.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import os
@@ -117,32 +117,21 @@ def method_names(requested: str) -> list[str]:
 
 
 def prepare_world(spec: dict[str, Any]) -> None:
-    """Generate a world for one setting and save it (in a child process: its memory is freed)."""
-    from suite_case import save_data
-
-    from cascbench.datasets.synthetic import WorldConfig, generate_world, get_world_config
+    """Write a world for one setting as a cache, day by day (in a child process: its memory is
+    freed)."""
+    from cascbench.datasets.world_cache import write_world_cache
     from cascbench.settings import get_setting
 
-    preset = get_world_config(spec["world"]).model_dump()
-    config = WorldConfig(**{**preset, **spec["options"]})
-    data = generate_world(get_setting(spec["setting"]), config, seed=0)
-    if spec["recflow_vocabulary"]:
-        data = dataclasses.replace(data, schema=widened_schema(data.schema))
-    save_data(data, Path(spec["folder"]))
+    vocabulary = RECFLOW_VOCABULARY if spec["recflow_vocabulary"] else None
+    write_world_cache(get_setting(spec["setting"]), world_config(spec), spec["folder"],
+                      world_name=spec["world"], vocabulary=vocabulary)  # fmt: skip
 
 
-def widened_schema(schema: Any) -> Any:
-    """The schema with every field in RECFLOW_VOCABULARY at least that large."""
+def world_config(spec: dict[str, Any]) -> Any:
+    """The world preset with the spec's options."""
+    from cascbench.datasets.synthetic import WorldConfig, get_world_config
 
-    def widen(fields: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int], ...]:
-        return tuple((f, max(n, RECFLOW_VOCABULARY.get(f, 0))) for f, n in fields)
-
-    return dataclasses.replace(
-        schema,
-        context_fields=widen(schema.context_fields),
-        item_fields=widen(schema.item_fields),
-        candidate_fields=widen(schema.candidate_fields),
-    )
+    return WorldConfig(**{**get_world_config(spec["world"]).model_dump(), **spec["options"]})
 
 
 def _child(flag: str, spec: dict[str, Any]) -> str:
@@ -249,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         prepare_world(json.loads(args.prepare))
         return
 
+    from cascbench.datasets.world_cache import world_day_names
     from cascbench.placement import resolve_device
 
     device = str(resolve_device(args.device))  # refuses cuda without a GPU, with the reason
@@ -270,19 +260,17 @@ def main(argv: list[str] | None = None) -> None:
                 options = {} if args.world_as_is else dict(WORLD_OPTIONS)
                 options.update(days=args.days, requests_per_day=args.requests // args.days)
                 folder = cache / f"{setting}-{args.world}-{args.requests}-{args.days}"
-                if not (folder / "schema.json").exists():
-                    print(f"generating the {setting} world ...", file=sys.stderr, flush=True)
-                    _child(
-                        "--prepare",
-                        {
-                            "setting": setting,
-                            "world": args.world,
-                            "options": options,
-                            "recflow_vocabulary": not args.world_as_is,
-                            "folder": str(folder),
-                        },
-                    )
-                data = {"kind": "npy", "path": str(folder)}
+                world = {
+                    "setting": setting,
+                    "world": args.world,
+                    "options": options,
+                    "recflow_vocabulary": not args.world_as_is,
+                    "folder": str(folder),
+                }
+                print(f"writing the {setting} world ...", file=sys.stderr, flush=True)
+                _child("--prepare", world)  # resumes: days already written are kept
+                days = list(world_day_names(world_config(world)))
+                data = {"kind": "recflow", "path": str(folder), "days": days}
             for method in methods:
                 spec = {
                     "setting": setting,

@@ -1,6 +1,7 @@
 """One benchmark case of `suite.py`, run in a process of its own: one setting, one method, one device.
 
-It opens the data the suite prepared (memory-mapped .npy files, or a RecFlow cache), then measures:
+It opens the data the suite prepared (a world written as a cache, or a RecFlow cache: memory-mapped,
+one day at a time), then measures:
 - training throughput: `train_run` on the data (train on every day but the last), requests/s, the
   median of `repeats` runs after a short warm-up run (allocator, kernels, compilation);
 - evaluation throughput on the test day: the evaluator alone on random scores, and inference plus
@@ -13,18 +14,15 @@ It opens the data the suite prepared (memory-mapped .npy files, or a RecFlow cac
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import cascbench as cb
-from cascbench.data import CascadeData, Dataset, DayStack, FeatureSchema
+from cascbench.data import Dataset, DayStack
 from cascbench.datasets import load_dataset
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
 from cascbench.experiment.runner import train_run
@@ -36,44 +34,6 @@ from cascbench.train import (
     scorers_and_loss,
     zero_gradients,
 )
-
-#: Array files of a prepared dataset (`save_data`), besides schema.json.
-ARRAYS = (
-    "context",
-    "sequence",
-    "sequence_mask",
-    "candidates",
-    "label",
-    "group",
-    "mask",
-    "day",
-    "request_id",
-    "utility",
-)
-
-
-def save_data(data: CascadeData, folder: Path) -> None:
-    """Write a dataset as .npy files (one per array) and its schema as JSON."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ARRAYS:
-        value = getattr(data, name)
-        if value is not None:
-            np.save(folder / f"{name}.npy", value.numpy())
-    schema = dataclasses.asdict(data.schema)
-    (folder / "schema.json").write_text(json.dumps({"setting": data.setting_name, **schema}))
-
-
-def open_data(folder: Path) -> CascadeData:
-    """A dataset written by `save_data`, memory-mapped (copy-on-write: nothing is read until used)."""
-    meta = json.loads((folder / "schema.json").read_text())
-    setting = meta.pop("setting")
-    schema = FeatureSchema(**{k: tuple((f, int(n)) for f, n in v) for k, v in meta.items()})
-    arrays = {
-        name: np.load(folder / f"{name}.npy", mmap_mode="c")
-        for name in ARRAYS
-        if (folder / f"{name}.npy").exists()
-    }
-    return CascadeData(setting, schema, **arrays)
 
 
 def peak_rss_mb() -> float:
@@ -180,16 +140,13 @@ def evaluator_throughput(data: Dataset, config: RunConfig, repeats: int) -> floa
 
 
 def run_case(spec: dict[str, Any]) -> dict[str, Any]:
-    """Measure one case; spec: setting, method, data (folder or RecFlow cache), train options,
+    """Measure one case; spec: setting, method, data (a cache's path and days), train options,
     repeats, split_steps. Returns the measurements as a JSON-able dict."""
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
-    if spec["data"]["kind"] == "recflow":
-        dataset = DatasetConfig(kind="recflow", data_dir=spec["data"]["path"])
-        data = load_dataset(dataset, spec["setting"])
-    else:
-        dataset = DatasetConfig()
-        data = open_data(Path(spec["data"]["path"]))
+    days = spec["data"].get("days")
+    dataset = DatasetConfig(kind="recflow", data_dir=spec["data"]["path"], days=days)
+    data = load_dataset(dataset, spec["setting"])
     config = RunConfig(
         setting=spec["setting"],
         method=spec["method"],

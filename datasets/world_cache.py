@@ -58,9 +58,14 @@ def write_world_cache(
     seed: int = 0,
     world_name: str = "",
     force: bool = False,
+    vocabulary: dict[str, int] | None = None,
     on_day: Callable[[str, str], None] | None = None,
 ) -> WorldCacheSummary:
     """Draw the world (setting, config, seed) day by day into the cache folder `out`.
+
+    vocabulary: field -> a vocabulary size (padding id included) that the cache's schema gives
+    at least, so that the stage models' id tables have that size whatever the world draws (the
+    benchmark suite gives RecFlow's: about 9M videos); every id stays valid.
 
     on_day(day, status) is called with "writing" before a day is drawn, then "written" or
     "kept". A folder holding another cache is an error unless `force` (which rebuilds it).
@@ -74,7 +79,7 @@ def write_world_cache(
         "groups": _groups_json(setting),
         "sequence_length": config.sequence_length,
         "world": {"name": world_name, "seed": seed, "config": config.model_dump(mode="json")},
-        "schema": _schema_json(_schema(config)),
+        "schema": _schema_json(_schema(config), vocabulary or {}),
     }
     manifest = _start_manifest(out, header, force)
     names = world_day_names(config)
@@ -118,10 +123,11 @@ def write_world_cache(
     return summary
 
 
-def _schema_json(schema: FeatureSchema) -> dict[str, list]:
-    """The manifest's form of a schema: field lists of [name, vocabulary size]."""
+def _schema_json(schema: FeatureSchema, vocabulary: dict[str, int]) -> dict[str, list]:
+    """The manifest's form of a schema, field lists of [name, vocabulary size], each size at least
+    `vocabulary`'s for that field."""
+    sections = ("context_fields", "item_fields", "candidate_fields")
     return {
-        "context_fields": [list(f) for f in schema.context_fields],
-        "item_fields": [list(f) for f in schema.item_fields],
-        "candidate_fields": [list(f) for f in schema.candidate_fields],
+        section: [[f, max(n, vocabulary.get(f, 0))] for f, n in getattr(schema, section)]
+        for section in sections
     }

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cascbench.datasets import load_dataset
+from cascbench.datasets.cache import read_manifest
+from cascbench.datasets.synthetic import get_world_config
+from cascbench.datasets.world_cache import world_day_names
 from cascbench.errors import CascbenchError
-from cascbench.experiment.config import DatasetConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_operators
@@ -20,26 +21,26 @@ import suite_case
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    data = load_dataset(DatasetConfig(world="tiny"), "recflow-2stage")
-    folder = tmp_path_factory.mktemp("world")
-    suite_case.save_data(data, folder)
-    return data, folder
+    """The tiny world written as a cache, as the suite writes its worlds."""
+    spec = {"setting": "recflow-2stage", "world": "tiny", "options": {},
+            "recflow_vocabulary": True, "folder": str(tmp_path_factory.mktemp("world"))}  # fmt: skip
+    suite.prepare_world(spec)
+    return spec
 
 
-def test_saved_data_opens_memory_mapped_and_equal(saved):
-    data, folder = saved
-    opened = suite_case.open_data(folder)
-    assert opened.schema == data.schema
-    for name in suite_case.ARRAYS:
-        assert torch.equal(getattr(opened, name), getattr(data, name)), name
+def test_the_suite_writes_its_world_as_a_cache_with_recflows_id_tables(saved):
+    manifest = read_manifest(saved["folder"])
+    schema = {f: n for section in manifest["schema"].values() for f, n in section}
+    assert schema["video_id"] == suite.RECFLOW_VOCABULARY["video_id"]
+    assert schema["upload_type"] == get_world_config("tiny").n_upload_types + 1  # not widened
 
 
 def test_one_case_measures_every_quantity(saved):
-    _, folder = saved
+    days = list(world_day_names(suite.world_config(saved)))
     spec = {
         "setting": "recflow-2stage",
         "method": "bce",
-        "data": {"kind": "npy", "path": str(folder)},
+        "data": {"kind": "recflow", "path": saved["folder"], "days": days},
         "repeats": 1,
         "split_steps": 1,
         "train": {"device": "cpu", "batch_size": 64},
@@ -52,13 +53,6 @@ def test_one_case_measures_every_quantity(saved):
     assert 0.0 <= result["joint_recall"] <= 1.0
     table = suite.format_table([{"setting": "recflow-2stage", "method": "bce", **result}], False)
     assert table.count("\n") == 2 and "| recflow-2stage | bce |" in table
-
-
-def test_recflow_vocabulary_widens_only_the_named_fields(saved):
-    data, _ = saved
-    widened = dict(suite.widened_schema(data.schema).item_fields)
-    assert widened["video_id"] == suite.RECFLOW_VOCABULARY["video_id"]
-    assert widened["upload_type"] == dict(data.schema.item_fields)["upload_type"]
 
 
 def test_a_device_section_is_replaced_and_the_rest_kept(tmp_path):
