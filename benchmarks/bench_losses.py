@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
+from step_timing import time_steps
 
 import cascbench as cb
 
@@ -48,25 +46,7 @@ def measure(method_name: str, setting_name: str, device: str, batch: int, repeat
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    # On the CPU the peak resident set is a high-water mark, which the warm-up step would set:
-    # its baseline is taken before it. CUDA's peak is reset after it.
-    cpu_baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    step()  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-        baseline = torch.cuda.memory_allocated()
-    else:
-        baseline = cpu_baseline
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() - baseline
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
-    return {"ms": 1000 * statistics.median(times), "peak_mb": max(peak, 0) / 2**20}
+    return time_steps(step, device, repeats)
 
 
 def main() -> None:

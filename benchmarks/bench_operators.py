@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
+from step_timing import time_steps
 
 from cascbench.methods._relaxed import relaxed_top_bottom
 from cascbench.topk import diffsort_topk
@@ -49,24 +47,7 @@ def measure(relaxation: str, n: int, device: str, batch: int, repeats: int) -> d
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    # The baseline is taken before the warm-up step: on the CPU the peak resident set is a
-    # high-water mark, which the first step already sets.
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-        baseline = torch.cuda.memory_allocated()
-    else:
-        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - started)
-    if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() - baseline
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - baseline
-    return {"ms": 1000 * statistics.median(times), "peak_mb": max(peak, 0) / 2**20}
+    return time_steps(step, device, repeats)
 
 
 def main() -> None:

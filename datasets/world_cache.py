@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from cascbench.datasets.cache import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
+    DayCallback,
     _groups_json,
     _start_manifest,
     _write_day,
@@ -59,7 +59,7 @@ def write_world_cache(
     world_name: str = "",
     force: bool = False,
     vocabulary: dict[str, int] | None = None,
-    on_day: Callable[[str, str], None] | None = None,
+    on_day: DayCallback | None = None,
 ) -> WorldCacheSummary:
     """Draw the world (setting, config, seed) day by day into the cache folder `out`.
 
