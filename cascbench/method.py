@@ -22,13 +22,12 @@ import pydantic
 import torch
 
 from cascbench.batch import Targets, check_inputs
+from cascbench.catalogue import ENTRY_POINT_GROUP
 from cascbench.errors import CascbenchError, unknown_name_error, validate_fields
 from cascbench.search_space import Dimension
 from cascbench.settings import Setting
 
 logger = logging.getLogger(__name__)
-
-ENTRY_POINT_GROUP = "cascbench.methods"
 
 
 class MethodParams(pydantic.BaseModel):

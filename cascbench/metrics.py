@@ -23,8 +23,8 @@ from cascbench.cascade import (
 from cascbench.errors import CascbenchError
 from cascbench.settings import Setting
 
-#: Bumped whenever a metric's definition changes: it is part of every run id.
-EVALUATOR_VERSION = "1"
+# The evaluator's version, part of every run id, is cascbench.catalogue.EVALUATOR_VERSION: bump
+# it whenever a metric's definition here changes.
 
 #: "clean": every metric over valid candidates (the default). "release": the LCRON release's
 #: evaluation, for exact comparison with its numbers (SPEC §3): selections run over all N slots

@@ -26,13 +26,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 import cascbench
-from cascbench.data import CascadeData, DayStack, FeatureSchema
 from cascbench.datasets.recflow_files import Findings, describe_source, read_id_counts
 from cascbench.datasets.recflow_reader import DayArrays, read_day
 from cascbench.datasets.recflow_schema import (
@@ -47,6 +45,9 @@ from cascbench.datasets.recflow_schema import (
 from cascbench.errors import CascbenchError
 from cascbench.io import atomic_write_json
 from cascbench.settings import Setting, get_setting
+
+if TYPE_CHECKING:
+    from cascbench.data import DayStack
 
 logger = logging.getLogger(__name__)
 
@@ -337,6 +338,11 @@ def open_cache(
 
     days: None = the paper's days (train 2024-01-13 … 2024-02-03, test 2024-02-04).
     """
+    # Imported here: reading a cache's identity (run ids in `cascbench runs`) needs no torch.
+    import torch
+
+    from cascbench.data import CascadeData, DayStack, FeatureSchema
+
     path = Path(path)
     manifest = read_manifest(path)
     if manifest["groups"] != _groups_json(setting):

@@ -7,7 +7,7 @@ import pytest
 from pydantic import Field
 
 import cascbench as cb
-import cascbench.metrics as metrics_module
+import cascbench.catalogue as catalogue_module
 from cascbench.experiment.config import (
     EXECUTION_ONLY_TRAIN_FIELDS,
     DatasetConfig,
@@ -132,7 +132,7 @@ def test_a_new_evaluator_or_method_version_gives_a_new_id(monkeypatch, target):
     config = RunConfig(method="bce")
     before = config.run_id()
     if target == "evaluator":
-        monkeypatch.setattr(metrics_module, "EVALUATOR_VERSION", "changed")
+        monkeypatch.setattr(catalogue_module, "EVALUATOR_VERSION", "changed")
     else:
         monkeypatch.setattr(get_method_class("bce"), "version", "changed")
     assert config.run_id() != before

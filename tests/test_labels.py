@@ -11,7 +11,8 @@ from cascbench.cli import app
 from cascbench.cli import run as run_cli
 from cascbench.datasets.synthetic import WORLD_PRESETS
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
-from cascbench.experiment.plan import PlannedRun, dataset_label, run_label
+from cascbench.experiment.labels import dataset_label, run_label
+from cascbench.experiment.plan import PlannedRun
 from cascbench.experiment.store import ResultStore
 from cascbench.settings import list_settings
 

@@ -44,9 +44,10 @@ def test_every_paper_method_is_registered():
 # ICC's near-hard gates (σ = 1e-3) leave their degenerate start later than the other methods: on
 # the tiny world it needs more and smaller steps (on the small world, with the paper's lr 0.01 and
 # batch 1024, its reference reaches a joint recall of 0.80 against 0.52 for chance). Its start is
-# chaotic: floating-point noise in the models (a faster DIN, say) flipped lr 0.03 / batch 32 from
-# learning to stalling; lr 0.02 / batch 16 learns with either.
-TRAIN_OVERRIDES = {"icc": {"lr": 0.02, "batch_size": 16}}
+# chaotic: floating-point noise in the models (a faster DIN, say, or another CPU) flipped lr 0.03 /
+# batch 32 from learning to stalling, and lr 0.02 / batch 16 on an AMD EPYC (0.61 against the
+# 0.63 asked). Eight epochs at lr 0.01 / batch 32 reach 0.69-0.70 there for seeds 0, 1 and 2.
+TRAIN_OVERRIDES = {"icc": {"lr": 0.01, "batch_size": 32, "epochs": 8}}
 
 
 @pytest.mark.parametrize("method", IN_TREE)

@@ -9,7 +9,8 @@ from rich.console import Console
 from cascbench.cli._progress import LiveProgress, PlainProgress, duration
 from cascbench.experiment.config import RunConfig, TrainConfig
 from cascbench.experiment.executors import RunOutcome
-from cascbench.experiment.plan import PlannedRun, run_label
+from cascbench.experiment.labels import run_label
+from cascbench.experiment.plan import PlannedRun
 
 
 def planned(method, run_id, batch_size=64):

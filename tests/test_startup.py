@@ -1,11 +1,15 @@
 """Start-up: the command line and `import cascbench` do not import torch until it is needed."""
 
+import itertools
 import subprocess
 import sys
 
 import pytest
+from grid_tasks import fake_record
 
 import cascbench
+from cascbench.experiment.config import RunConfig
+from cascbench.experiment.store import ResultStore
 
 #: Runs the console script's entry point with the given arguments in a fresh interpreter, then
 #: prints whether torch was imported.
@@ -49,14 +53,30 @@ def test_importing_the_cli_does_not_import_torch():
         ["list", "worlds"],
         ["list", "presets"],
         ["list", "settings"],
+        ["list", "methods"],
+        ["list", "methods", "--verbose"],
     ],
 )
 def test_help_does_not_import_torch(args):
     assert not imports_torch(*args)
 
 
-def test_the_check_sees_torch_when_a_command_imports_it():
-    assert imports_torch("list", "methods")  # the method registry is torch modules
+def test_runs_and_report_read_a_store_without_torch(tmp_path):
+    """Run ids are checked and labels written from the method catalogue, not the registry."""
+    store = ResultStore(tmp_path)
+    for method, seed in itertools.product(("bce", "lcron"), (0, 1)):
+        config = RunConfig(method=method, method_params={"tau": 20} if method == "lcron" else {})
+        resolved = config.model_copy(update={"seed": seed}).resolved()
+        record = fake_record(0.5 + 0.1 * seed + (0.05 if method == "lcron" else 0.0))
+        store.write_run(resolved.run_id(), resolved.model_dump(mode="json"), record)
+    assert not imports_torch("runs", "--results-dir", str(tmp_path))
+    assert not imports_torch("report", "--results-dir", str(tmp_path))
+    assert len(list(ResultStore(tmp_path).finished_runs())) == 4  # none left out as stale
+
+
+def test_the_check_sees_torch_when_a_command_imports_it(tmp_path):
+    # Planning validates hyper-parameters with the method classes, which are torch modules.
+    assert imports_torch("run", "--dry-run", "--methods", "bce", "--results-dir", str(tmp_path))
 
 
 def test_every_public_name_is_exported_and_loads():

@@ -27,7 +27,7 @@ from rich.text import Text
 
 from cascbench.experiment.executors import RunOutcome
 from cascbench.experiment.grid import GridObserver, PlannedRun
-from cascbench.experiment.plan import dataset_label
+from cascbench.experiment.labels import dataset_label
 
 #: Seconds between two heartbeats of the plain display.
 HEARTBEAT_SECONDS = 30.0

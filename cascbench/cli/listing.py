@@ -3,8 +3,7 @@ packaged experiment presets."""
 
 from __future__ import annotations
 
-import typing
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -37,24 +36,22 @@ def list_(
 
 # Each lister imports only what it shows.
 def _list_methods(verbose: bool) -> None:
-    from cascbench.method import list_methods
-    from cascbench.search_space import TRAIN_SEARCH_SPACE
+    from cascbench.catalogue import method_summaries
 
-    for name, cls in list_methods().items():
+    for name, entry in method_summaries().items():
         console.print(f"[bold]{name}[/]: ", end="")
-        console.print(cls.summary, markup=False, highlight=False)
+        console.print(entry["summary"], markup=False, highlight=False)
         if verbose:
-            for pname, field in cls.Params.model_fields.items():
+            for field in entry["fields"]:
                 console.print(
-                    f"    {pname} ({_type_name(field.annotation)}, default "
-                    f"{field.default!r}): {field.description or ''}",
+                    f"    {field['name']} ({field['type']}, default {field['default']}): "
+                    f"{field['description']}",
                     markup=False,
                     highlight=False,
                 )
-            space = {**TRAIN_SEARCH_SPACE, **cls.search_space}
             console.print(
                 "    tuned over (cascbench tune): "
-                + ", ".join(f"{key} {dim.describe()}" for key, dim in space.items()),
+                + ", ".join(f"{key} {dim}" for key, dim in entry["search_space"].items()),
                 markup=False,
                 highlight=False,
             )
@@ -128,13 +125,3 @@ _LISTERS = {
     "worlds": _list_worlds,
     "presets": _list_presets,
 }
-
-
-def _type_name(annotation: Any) -> str:
-    """A hyper-parameter's type as a user reads it: "float", "int | None", "'soft' | 'binary'"."""
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) is typing.Literal:
-        return " | ".join(repr(a) for a in args)
-    if args:  # a union such as int | None
-        return " | ".join(_type_name(a) for a in args)
-    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))

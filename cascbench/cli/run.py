@@ -307,7 +307,7 @@ def _print_plan(
     )
     if not todo:
         return
-    from cascbench.experiment.plan import dataset_label
+    from cascbench.experiment.labels import dataset_label
 
     table = Table(title="Would run")
     for column in ("run id", "run", "setting", "dataset", "before"):

@@ -86,7 +86,7 @@ def runs(
             console.rule(f"[red]failed[/] {entry.run_id} {escape(labels[entry.run_id])}")
             console.print(escape(store.error_text(entry.run_id).rstrip()), highlight=False)
     elif shown:
-        from cascbench.experiment.plan import dataset_label
+        from cascbench.experiment.labels import dataset_label
 
         table = Table()
         for column in ("run id", "state", "run", "setting", "dataset", "detail"):
@@ -113,7 +113,7 @@ def _labels(entries: list[RunEntry]) -> dict[str, str]:
     """Run id -> "lcron tau=20.0 lr=0.02 seed 1", as the plan labels it (`run_label`); configs
     this version cannot read get "method seed N"."""
     from cascbench.experiment.config import RunConfig
-    from cascbench.experiment.plan import run_label
+    from cascbench.experiment.labels import run_label
 
     labels = {}
     for entry in entries:

@@ -8,13 +8,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cascbench import catalogue
 from cascbench.datasets.config import MAX_SEED, DatasetConfig
 from cascbench.models.config import CLEAN_MODEL, ModelConfig
 from cascbench.train_config import TrainConfig
 
-# The method registry, the settings, the evaluator's version and the cache are imported where
-# they are used: they load torch, and reading experiment files (`cascbench list presets`) does
-# not need it.
+# The method registry, the settings and the cache are imported where they are used: they load
+# torch, and reading experiment files (`cascbench list presets`) or the store does not need it.
 
 __all__ = [
     "EXECUTION_ONLY_TRAIN_FIELDS",
@@ -94,17 +94,29 @@ class RunConfig(BaseModel):
         `resolved_run_id` instead."""
         return resolved_run_id(self.resolved())
 
+    def stored_run_id(self) -> str:
+        """The id this version gives a config read back from the store (stored resolved):
+        `run_id`, computed without torch where the method catalogue knows the method and setting
+        and the stored hyper-parameters are exactly this version's fields. Resolving such a
+        config again changes nothing (a method whose accepted values change bumps its version),
+        so it is not resolved again; any other config is resolved by the registry.
+
+        Raises CascbenchError for an unknown setting or method or invalid hyper-parameters."""
+        if catalogue.catalogued(self.setting, self.method):
+            fields = catalogue.default_params(self.setting, self.method).keys()
+            if self.method_params.keys() == fields:
+                return resolved_run_id(self)
+        return self.run_id()
+
 
 def resolved_run_id(config: RunConfig) -> str:
     """The run id of a config returned by `RunConfig.resolved` (not resolved again)."""
-    from cascbench.datasets.cache import cache_identity
-    from cascbench.method import get_method_class
-    from cascbench.metrics import EVALUATOR_VERSION
-
     identity = config.model_dump(mode="json", exclude={"train": set(EXECUTION_ONLY_TRAIN_FIELDS)})
     if config.dataset.kind == "recflow" and config.dataset.data_dir is not None:
         # What the run reads, not how its path is spelled: the cache's format, setting and
         # the source fingerprints of the chosen days.
+        from cascbench.datasets.cache import cache_identity
+
         identity["dataset"]["data_dir"] = cache_identity(
             config.dataset.data_dir, config.dataset.days
         )
@@ -114,7 +126,7 @@ def resolved_run_id(config: RunConfig) -> str:
                 identity[section].pop(name, None)
         if section in SECTIONS_ADDED_LATER and not identity[section]:
             del identity[section]
-    identity["evaluator_version"] = EVALUATOR_VERSION
-    identity["method_version"] = get_method_class(config.method).version
+    identity["evaluator_version"] = catalogue.EVALUATOR_VERSION
+    identity["method_version"] = catalogue.method_version(config.method)
     text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -15,9 +15,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import torch
-
-from cascbench.metrics import EVALUATOR_VERSION
+from cascbench.catalogue import EVALUATOR_VERSION
 
 #: Distributions whose versions can change a run's numbers or its files.
 _PACKAGES = ("cascbench", "torch", "numpy", "pandas", "pyarrow", "pydantic", "ray")
@@ -58,6 +56,8 @@ def git_revision() -> str:
 
 def determinism_flags() -> dict[str, object]:
     """The switches that decide whether the same seed gives bit-identical numbers."""
+    import torch  # here: reading the store (cascbench runs, report) does not need torch
+
     return {
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "cudnn_deterministic": torch.backends.cudnn.deterministic,
@@ -95,6 +95,8 @@ def machine_kind(environment: dict) -> str:
 
 def environment(device: str | None = None) -> dict[str, object]:
     """This process's environment; `device` is the device the run trained on ("cpu", "cuda:0")."""
+    import torch
+
     cuda = torch.cuda.is_available()
     return {
         "versions": _package_versions(),

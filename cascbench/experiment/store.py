@@ -28,11 +28,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 import pydantic
 
+from cascbench.catalogue import EVALUATOR_VERSION
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import RunConfig, upgrade_stored_config
 from cascbench.experiment.environment import machine_kind
@@ -43,8 +44,9 @@ from cascbench.io import (
     atomic_write_parquet,
     current_umask,
 )
-from cascbench.metrics import EVALUATOR_VERSION
-from cascbench.train import RunRecord
+
+if TYPE_CHECKING:
+    from cascbench.train import RunRecord
 
 logger = logging.getLogger(__name__)
 
@@ -424,7 +426,7 @@ def _incompatibility(run_id: str, config: dict, folder: Path) -> str:
     if recorded is not None and recorded != EVALUATOR_VERSION:
         return f"evaluator version {recorded}, this cascbench has {EVALUATOR_VERSION}"
     try:
-        expected = RunConfig.model_validate(config).run_id()
+        expected = RunConfig.model_validate(config).stored_run_id()
     except pydantic.ValidationError as exc:
         fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
         return f"its config does not fit this cascbench version ({fields})"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 TestName = Literal["t", "wilcoxon"]
 
@@ -60,6 +60,12 @@ def paired_t_test(a: np.ndarray, b: np.ndarray) -> TestResult:
     return TestResult(float(statistic), float(min(p_value, 1.0)), n)
 
 
+def _t_quantile(q: float | np.ndarray, df: float | np.ndarray) -> np.ndarray:
+    """Student's t quantile: scipy.stats.t.ppf's own computation (`special.stdtrit`), without
+    importing scipy.stats."""
+    return special.stdtrit(df, q)
+
+
 def wilcoxon_test(a: np.ndarray, b: np.ndarray) -> TestResult:
     """Two-sided Wilcoxon signed-rank test of the paired differences a − b (scipy's exact
     distribution for small n). n < 2 gives NaN; all-zero differences give p = 1."""
@@ -69,6 +75,8 @@ def wilcoxon_test(a: np.ndarray, b: np.ndarray) -> TestResult:
         return TestResult(float("nan"), float("nan"), n)
     if np.all(np.abs(diff) < TIE_TOLERANCE):
         return TestResult(0.0, 1.0, n)
+    from scipy import stats  # here: scipy.stats costs 0.6 s of every report's start-up
+
     result = stats.wilcoxon(diff, alternative="two-sided")
     return TestResult(float(result.statistic), float(result.pvalue), n)
 
@@ -182,7 +190,7 @@ def t_interval_half_width(std: np.ndarray, n: np.ndarray, confidence: float = 0.
     n = np.asarray(n, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         quantile = np.where(
-            n >= 2, stats.t.ppf(0.5 + confidence / 2.0, np.maximum(n - 1, 1)), np.nan
+            n >= 2, _t_quantile(0.5 + confidence / 2.0, np.maximum(n - 1, 1)), np.nan
         )
         return quantile * std / np.sqrt(n)
 
@@ -268,7 +276,7 @@ def minimum_detectable_effect(sd: float, n: int, alpha: float = 0.05, power: flo
     NaN sd."""
     if n < 2 or math.isnan(sd):
         return float("nan")
-    quantiles = stats.t.ppf(1.0 - alpha / 2.0, n - 1) + stats.t.ppf(power, n - 1)
+    quantiles = _t_quantile(1.0 - alpha / 2.0, n - 1) + _t_quantile(power, n - 1)
     return float(quantiles * sd / math.sqrt(n))
 
 
@@ -285,6 +293,6 @@ def seeds_needed(
     if sd == 0.0:
         return 2
     n = np.arange(2, max_n + 1)
-    mde = (stats.t.ppf(1.0 - alpha / 2.0, n - 1) + stats.t.ppf(power, n - 1)) * sd / np.sqrt(n)
+    mde = (_t_quantile(1.0 - alpha / 2.0, n - 1) + _t_quantile(power, n - 1)) * sd / np.sqrt(n)
     reached = np.flatnonzero(mde <= abs(effect))
     return int(n[reached[0]]) if reached.size else None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cascbench.experiment.plan import default_params
+from cascbench.catalogue import default_params
 from cascbench.report.tables import TRAIN_DEFAULTS, resolve_metrics
 
 

@@ -24,7 +24,7 @@ from cascbench.experiment.config import (
     ModelConfig,
     TrainConfig,
 )
-from cascbench.experiment.plan import changed_params, dataset_label
+from cascbench.experiment.labels import changed_params, dataset_label
 from cascbench.experiment.store import StoredRun
 from cascbench.settings import get_setting
 

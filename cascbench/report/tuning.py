@@ -20,7 +20,6 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
-from scipy import stats
 
 from cascbench.errors import CascbenchError
 from cascbench.experiment.tune import STUDY_FILE, default_storage, rounded, tuning_folder
@@ -87,6 +86,8 @@ def sensitivity(results: TuningResults, method: str) -> pd.Series:
     done = results.trials[
         (results.trials["method"] == method) & (results.trials["state"] == "COMPLETE")
     ]
+    from scipy import stats  # here: `cascbench report` without --tuning does not need it
+
     rho = {}
     for dimension in dimensions(results, method):
         values = pd.to_numeric(done[dimension], errors="coerce")
