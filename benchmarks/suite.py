@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-batch-size", type=int, default=4096)
     parser.add_argument("--placement", default="auto", help="auto, whole, day or stream")
     parser.add_argument("--compile", action="store_true", help="torch.compile models and losses")
+    parser.add_argument(
+        "--optimizer", default="adam", help="adam (the reference) or sparse_adam (lazy, sparse)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed training runs per case")
     parser.add_argument("--split-steps", type=int, default=5, help="steps timed part by part")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
@@ -285,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
                         "eval_batch_size": args.eval_batch_size,
                         "data_placement": args.placement,
                         "compile": args.compile,
+                        "optimizer": args.optimizer,
                     },
                 }
                 wait_for_idle_cpu(args.wait_idle)
@@ -301,7 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     if args.no_write:
         return
+    sparse = args.optimizer != "adam"
     kind = ("gpu" if gpu else "cpu") + ("-compiled" if args.compile else "")
+    kind += f"-{args.optimizer}" if sparse else ""
     first = rows[0]
     timed = "one timed run" if args.repeats == 1 else f"median of {args.repeats} runs"
     body = "\n".join(
@@ -312,7 +318,8 @@ def main(argv: list[str] | None = None) -> None:
             f" load average {load:.1f} when it started{' (a shared machine)' if load > 0.5 else ''}.",
             f"Training: {first['train_requests']:,} requests per run ({timed} "
             f"after a warm-up), batch {args.batch_size}, data placement {first['data_placement']}"
-            f"{', compiled' if args.compile else ''}; evaluation: {first['test_requests']:,} test "
+            f"{', compiled' if args.compile else ''}{f', {args.optimizer}' if sparse else ''}; "
+            f"evaluation: {first['test_requests']:,} test "
             "requests, the evaluator alone on random scores, then inference + evaluator.",
             "",
             table,

@@ -87,7 +87,7 @@ def step_split(data: Dataset, config: RunConfig, steps: int, warmup: int = 2) ->
     torch.manual_seed(config.seed)
     models = build_cascade(setting, data).to(device)
     method = cb.get_method(config.method, setting, **config.method_params).to(device)
-    optimizers = build_optimizers(models, method, config.train.lr)
+    optimizers = build_optimizers(models, method, config.train.lr, config.train.optimizer)
     scorers, loss_fn = scorers_and_loss(models, method, config.train.compile)
     generator = torch.Generator().manual_seed(0)
     times: dict[str, list[float]] = {"data": [], "model": [], "loss": [], "optimizer": []}

@@ -6,6 +6,7 @@ evaluation only ever slice it, so no feature is parsed twice and no Python loop 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -236,11 +237,13 @@ class DayStack:
 
     def joined(self) -> CascadeData:
         """Every day in one CascadeData, in day order (a copy of all of them)."""
-        arrays = {
-            name: torch.cat([getattr(p, name) for p in self.parts])
-            for name in self.parts[0]._arrays()
-        }
-        return CascadeData(self.setting_name, self.schema, **arrays)
+        return concat_data(self.parts)
+
+
+def concat_data(parts: Sequence[CascadeData]) -> CascadeData:
+    """The rows of `parts` (one setting and schema) in one CascadeData, in order (a copy)."""
+    arrays = {name: torch.cat([getattr(p, name) for p in parts]) for name in parts[0]._arrays()}
+    return CascadeData(parts[0].setting_name, parts[0].schema, **arrays)
 
 
 #: What training takes: one dataset, or its days kept apart.

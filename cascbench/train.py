@@ -17,7 +17,9 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
 import resource
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from cascbench.errors import CascbenchError, NonFiniteLossError
 from cascbench.method import LossOutput, Method, get_method
 from cascbench.metrics import EvalResult, counted_requests, evaluate
 from cascbench.models import ModelConfig, build_stage_model
+from cascbench.models.embedding import FieldEmbeddings, use_sparse_gradients
 from cascbench.placement import DaySource, Placement, resolve_device
 from cascbench.settings import Setting
 from cascbench.train_config import TrainConfig
@@ -83,15 +86,47 @@ def build_cascade(
 
 
 def build_optimizers(
-    models: torch.nn.ModuleList, method: Method, lr: float
+    models: torch.nn.ModuleList, method: Method, lr: float, optimizer: str = "adam"
 ) -> list[torch.optim.Optimizer]:
     """One Adam per stage model, one more for the method's learnable weights if it has any.
 
     The fused implementation updates all of a model's tensors in one pass; the default one loops
     over them and took a tenth of a CPU training step at RecFlow's vocabulary sizes.
+    optimizer="sparse_adam": the embedding tables get sparse gradients and one SparseAdam (lazy
+    Adam: a step moves only the rows the batch looked up, with their own moments); the other
+    parameters keep their Adams.
     """
-    groups = [list(m.parameters()) for m in models] + [list(method.parameters())]
-    return [torch.optim.Adam(params, lr=lr, fused=True) for params in groups if params]
+    tables = use_sparse_gradients(models) if optimizer == "sparse_adam" else []
+    sparse = {id(table) for table in tables}
+    groups = [[p for p in m.parameters() if id(p) not in sparse] for m in models]
+    groups.append(list(method.parameters()))
+    optimizers: list[torch.optim.Optimizer] = [
+        torch.optim.Adam(params, lr=lr, fused=True) for params in groups if params
+    ]
+    if tables:
+        optimizers.append(torch.optim.SparseAdam(tables, lr=lr))
+    return optimizers
+
+
+#: train.compile="auto" compiles a run that trains and tests on at least this many requests.
+#: Measured on a 2-core CPU (benchmarks/bench_compile.py): compiling costs about 10 s more before
+#: the first step with Inductor's on-disk cache warm (as for every run of a grid after the first)
+#: and saves a third of the time per request, so it pays above about 30,000 requests; the margin
+#: covers a cold cache (about 40 s more, once per machine).
+COMPILE_MIN_REQUESTS = 100_000
+
+
+def should_compile(compile: bool | str, run_requests: int, device: torch.device) -> bool:
+    """Whether a run compiles: `train.compile`, with "auto" resolved from the run's requests
+    (training steps × batch plus test requests) and, on the CPU, a C++ compiler to build
+    Inductor's kernels with (without one, "auto" stays eager)."""
+    if compile != "auto":
+        return bool(compile)
+    if run_requests < COMPILE_MIN_REQUESTS:
+        return False
+    return device.type != "cpu" or any(
+        shutil.which(name) for name in (os.environ.get("CXX", "g++"), "g++", "c++", "clang++")
+    )
 
 
 def scorers_and_loss(
@@ -122,7 +157,10 @@ def zero_gradients(models: torch.nn.ModuleList, method: Method) -> None:
     `cascbench.models.embedding`). Every model parameter gets a gradient at every step, so Adam
     updates the same way either way. The method's weights are dropped, as by default.
     """
-    models.zero_grad(set_to_none=False)
+    # Sparse table gradients (train.optimizer="sparse_adam") are dropped, not zeroed: a zeroed
+    # sparse gradient keeps its entries and would grow with every step's rows.
+    sparse = any(isinstance(m, FieldEmbeddings) and m.sparse_gradient for m in models.modules())
+    models.zero_grad(set_to_none=sparse)
     method.zero_grad(set_to_none=True)
 
 
@@ -201,13 +239,15 @@ def fit(
     if isinstance(method, str):
         method = get_method(method, setting, **(method_params or {}))
     method = method.to(device)
-    scorers, loss = scorers_and_loss(models, method, train.compile)
+    run_requests = sum(test_counts.values()) + train.batch_size * sum(steps_per_day.values())
+    compile = should_compile(train.compile, run_requests, device)
+    scorers, loss = scorers_and_loss(models, method, compile)
     run = _Run(
         train=train,
         setting=setting,
         models=models,
         method=method,
-        optimizers=build_optimizers(models, method, train.lr),
+        optimizers=build_optimizers(models, method, train.lr, train.optimizer),
         scorers=scorers,
         loss=loss,
         loss_takes_step=loss_takes_step(method),
@@ -243,6 +283,7 @@ def fit(
     stats = {
         "device": str(device),
         "data_placement": placement.mode,
+        "compiled": compile,
         "train_requests": n_train,
         "test_requests": sum(test_counts.values()),
         "evaluated_requests": sum(r.n_evaluated for _, r, _ in results),

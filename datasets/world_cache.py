@@ -4,7 +4,7 @@
 not fit on an ordinary machine. `write_world_cache` draws it with `generate_days` and writes each
 day as soon as it is drawn, in the cache format `cascbench data prepare recflow` writes (days
 named from RecFlow's first day, 2024-01-13, so that 23 days are the paper's days), so memory holds
-the world's entities and one day whatever the number of days, and runs open it as they open a
+the world's entities, one day and one chunk of a day's work whatever the number of days, and runs open it as they open a
 RecFlow cache: memory-mapped, one day at a time. The true utility is not kept (a cache has no
 such array, as RecFlow has none). An interrupted write resumes: days already written by the same
 world are kept.
@@ -30,7 +30,7 @@ from cascbench.datasets.cache import (
 from cascbench.datasets.recflow_reader import DayArrays
 from cascbench.datasets.recflow_schema import FIRST_DAY
 from cascbench.datasets.synthetic.config import WorldConfig
-from cascbench.datasets.synthetic.world import _schema, generate_days
+from cascbench.datasets.synthetic.world import DAY_CHUNK_REQUESTS, _schema, generate_days
 from cascbench.io import atomic_write_json
 from cascbench.settings import Setting
 
@@ -78,7 +78,14 @@ def write_world_cache(
         "setting": setting.name,
         "groups": _groups_json(setting),
         "sequence_length": config.sequence_length,
-        "world": {"name": world_name, "seed": seed, "config": config.model_dump(mode="json")},
+        # How the days were drawn is part of the world: a cache of another chunking is another
+        # cache, never resumed into.
+        "world": {
+            "name": world_name,
+            "seed": seed,
+            "config": config.model_dump(mode="json"),
+            "day_chunk_requests": DAY_CHUNK_REQUESTS,
+        },
         "schema": _schema_json(_schema(config), vocabulary or {}),
     }
     manifest = _start_manifest(out, header, force)

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import bench_operators
 import suite
 import suite_case
+import vs_release
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,26 @@ def test_cuda_without_a_gpu_is_refused():
 def test_the_operator_benchmark_measures_every_relaxation(relaxation):
     result = bench_operators.measure(relaxation, 12, "cpu", batch=4, repeats=1)
     assert result["ms"] > 0 and result["peak_mb"] >= 0
+
+
+def test_the_release_comparison_is_skipped_without_the_release(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["vs_release.py"])
+    vs_release.main()
+    assert capsys.readouterr().out.startswith("skipped: give the release's folder")
+
+
+def test_the_release_comparison_alternates_and_takes_the_median_ratio(tmp_path, capsys):
+    log = tmp_path / "order"
+
+    def fake(name: str, seconds: float) -> list[str]:
+        code = f"import time; open({str(log)!r}, 'a').write({name!r}); time.sleep({seconds})"
+        return [sys.executable, "-c", code]
+
+    ratios = vs_release.compare(["lcron"], 3, {"lcron": fake("c", 0.05)}, {"lcron": fake("r", 0.6)})
+    assert log.read_text() == "crcrcr"
+    # Both sides pay the interpreter's start-up; the release's sleeps are 0.55 s longer.
+    assert ratios["lcron"] > 1.5
+    assert "| lcron |" in capsys.readouterr().out
+    # The release's command is its template with the placeholders filled in.
+    assert vs_release.release_command("python {release}/x.py --m {method}", "/r", "bce", "") == [
+        "python", "/r/x.py", "--m", "bce"]  # fmt: skip

@@ -138,8 +138,9 @@ def test_a_run_records_its_time_split(tmp_path):
     (run,) = ResultStore(tmp_path).finished_runs()
     stats = json.loads((ResultStore(tmp_path).run_dir(run.run_id) / "metrics.json").read_text())
     stats = stats["stats"]
-    parts = ("load_seconds", "setup_seconds", "train_seconds", "eval_seconds")
+    parts = ("load_seconds", "setup_seconds", "train_seconds", "eval_seconds", "write_seconds")
     assert all(stats[part] >= 0 for part in parts) and stats["train_seconds"] > 0
+    assert stats["write_seconds"] > 0  # the parquet files were written before metrics.json
 
 
 def test_more_cpu_workers_than_cores_are_capped_with_a_message(monkeypatch, caplog):
@@ -149,7 +150,27 @@ def test_more_cpu_workers_than_cores_are_capped_with_a_message(monkeypatch, capl
     with caplog.at_level("WARNING"):
         choice = choose_executor("local", jobs=8)
     assert isinstance(choice, PoolChoice) and choice.jobs == 2
-    assert "--jobs 8 is more than this machine's 2 cores: running 2" in caplog.text
+    assert "8 workers are more than this machine's 2 cores: running 2" in caplog.text
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert isinstance(choose_executor("local", jobs=2), InProcessChoice)
-    assert choose_executor("local", jobs=4, gpus=["0"]).jobs == 4  # GPU workers: not capped
+    # A GPU worker runs its loop on a core too: capped the same way, its GPU kept.
+    assert choose_executor("local", jobs=4, gpus=["0"]) == PoolChoice(1, ("0",))
+
+
+def test_runs_per_gpu_shares_each_gpu_among_workers(monkeypatch, caplog):
+    from cascbench.experiment.executors import PoolChoice, RayChoice, choose_executor
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert choose_executor("local", gpus=["0", "1"], runs_per_gpu=4) == PoolChoice(8, ("0", "1"))
+    assert choose_executor("ray", runs_per_gpu=4) == RayChoice(None, None, 4)
+    for kwargs, message in [
+        ({"runs_per_gpu": 2}, "--runs-per-gpu needs --gpus"),
+        ({"gpus": ["0"], "jobs": 2, "runs_per_gpu": 2}, "not both"),
+        ({"gpus": ["0"], "runs_per_gpu": 0}, "at least 1, got 0"),
+    ]:
+        with pytest.raises(CascbenchError, match=message):
+            choose_executor("local", **kwargs)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    with caplog.at_level("WARNING"):
+        assert choose_executor("local", gpus=["0"], runs_per_gpu=8).jobs == 2
+    assert "8 workers are more than this machine's 2 cores: running 2" in caplog.text

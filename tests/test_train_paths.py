@@ -260,3 +260,23 @@ def test_every_placement_runs_on_cuda_with_the_same_numbers(data, placement, spl
     np.testing.assert_allclose(whole.curve["total"], other.curve["total"], rtol=1e-4)
     on_cpu = train_run(config("lcron", split=split), data)
     np.testing.assert_allclose(other.curve["total"][:3], on_cpu.curve["total"][:3], rtol=1e-4)
+
+
+def test_auto_compiles_only_runs_long_enough_to_repay_it(monkeypatch):
+    from cascbench import train as train_module
+    from cascbench.train import COMPILE_MIN_REQUESTS, should_compile
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not should_compile("auto", COMPILE_MIN_REQUESTS - 1, cuda)
+    assert should_compile("auto", COMPILE_MIN_REQUESTS, cuda)
+    assert should_compile(True, 10, cpu) and not should_compile(False, 10**9, cuda)
+    monkeypatch.setattr(train_module.shutil, "which", lambda name: None)
+    assert not should_compile("auto", 10**9, cpu)  # no C++ compiler for Inductor: eager
+    monkeypatch.setattr(train_module.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert should_compile("auto", 10**9, cpu)
+
+
+def test_a_short_run_stays_eager_by_default_and_says_so(data):
+    record = train_run(config("bce"), data)
+    assert TrainConfig().compile == "auto"
+    assert record.stats["compiled"] is False

@@ -9,6 +9,7 @@ import torch
 
 from cascbench.datasets.cache import open_cache, read_manifest
 from cascbench.datasets.synthetic import generate_days, get_world_config
+from cascbench.datasets.synthetic import world as world_module
 from cascbench.datasets.world_cache import world_day_names, write_world_cache
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import DatasetConfig, RunConfig, TrainConfig
@@ -31,6 +32,29 @@ def test_each_day_is_the_same_drawn_alone_or_after_the_others():
         assert torch.equal(getattr(alone, name), getattr(every[2], name)), name
     (other,) = generate_days(SETTING, TINY, seed=5, days=range(2, 3))
     assert not torch.equal(other.candidates, alone.candidates)
+
+
+def test_a_day_drawn_in_chunks_keeps_its_time_order_and_ids(monkeypatch):
+    # 200 requests a day in chunks of 64: four chunks, the last one short.
+    monkeypatch.setattr(world_module, "DAY_CHUNK_REQUESTS", 64)
+    (day,) = generate_days(SETTING, TINY, seed=4, days=range(1, 2))
+    (again,) = generate_days(SETTING, TINY, seed=4, days=range(1, 2))
+    for name in (*ARRAYS, "utility", "day"):
+        assert torch.equal(getattr(day, name), getattr(again, name)), name
+    r = TINY.requests_per_day
+    assert torch.equal(day.request_id, torch.arange(r, 2 * r))
+    assert bool((day.day == 1).all())
+    # Ordered by time of day across the chunk boundaries (context: weekday, hour, minute, ...).
+    time_of_day = day.context[:, 1].long() * 60 + day.context[:, 2].long()
+    assert bool((time_of_day[1:] >= time_of_day[:-1]).all())
+    # Each chunk draws its own pools and noise: no chunk repeats the first one's candidates.
+    first = day.candidates[:64]
+    assert not any(torch.equal(first[:8], day.candidates[s : s + 8]) for s in (64, 128))
+    # The same requests (who, when) as the day drawn in one piece: only their items differ.
+    monkeypatch.setattr(world_module, "DAY_CHUNK_REQUESTS", 1 << 20)
+    (whole,) = generate_days(SETTING, TINY, seed=4, days=range(1, 2))
+    assert torch.equal(day.context, whole.context)
+    assert not torch.equal(day.candidates, whole.candidates)
 
 
 def test_the_written_cache_holds_the_days_and_trains(tmp_path):

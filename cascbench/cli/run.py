@@ -169,6 +169,14 @@ def run(
             "defaults to their number, and a larger --jobs shares them in turn)."
         ),
     ] = None,
+    runs_per_gpu: Annotated[
+        int,
+        typer.Option(
+            help="Runs sharing each GPU at once: local workers (with --gpus; the pool gets "
+            "len(--gpus) × this many, at most one per CPU core) or Ray tasks asking for "
+            "1/N of a GPU. The paper's models leave most of a GPU idle."
+        ),
+    ] = 1,
     ray_address: Annotated[
         str | None,
         typer.Option(help="Ray: auto or HOST:PORT to join a cluster; default: a local Ray."),
@@ -212,7 +220,7 @@ def run(
         runs, duplicates = plan_experiment(experiment, source)
         store = ResultStore(results_dir)
         gpu_ids = split_names(gpus) if gpus is not None else []
-        choice = choose_executor(executor, jobs, gpu_ids, ray_address)
+        choice = choose_executor(executor, jobs, gpu_ids, ray_address, runs_per_gpu)
         if dry_run:
             _print_plan(runs, duplicates, store, force, choice.describe())
             return

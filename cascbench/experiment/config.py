@@ -37,10 +37,11 @@ EXECUTION_ONLY_TRAIN_FIELDS = frozenset({"device", "eval_batch_size", "data_plac
 #: recorded value, not the current default, so a changed default still gives new ids.)
 #: The `model` section and `train.drop_last` came with the release's reference models; their
 #: recorded values are the choices cascbench made before, so earlier runs keep their ids when
-#: spelled with those clean options, and reference runs get new ids.
+#: spelled with those clean options, and reference runs get new ids. `train.optimizer` came with
+#: the sparse option; its recorded value is the default.
 FIELDS_ADDED_LATER: dict[str, dict[str, Any]] = {
     "dataset": {"days": None},
-    "train": {"drop_last": False},
+    "train": {"drop_last": False, "optimizer": "adam"},
     "model": dict(CLEAN_MODEL),
 }
 #: Sections added later: left out of the run id when every field in them was left out.

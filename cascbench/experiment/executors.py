@@ -216,19 +216,21 @@ class PoolChoice:
 @dataclass(frozen=True)
 class RayChoice:
     """Ray tasks: a local runtime, or the cluster at `address`; `jobs` runs in flight at once
-    (default: the cluster's CPUs)."""
+    (default: the cluster's CPUs); `runs_per_gpu` GPU runs share one GPU (fractional GPUs)."""
 
     address: str | None = None
     jobs: int | None = None
+    runs_per_gpu: int = 1
 
     def build(self) -> Executor:
         from cascbench.experiment.ray_executor import RayExecutor
 
-        return RayExecutor(self.address, self.jobs)
+        return RayExecutor(self.address, self.jobs, runs_per_gpu=self.runs_per_gpu)
 
     def describe(self) -> str:
         where = self.address or "a local runtime"
-        return f"Ray ({where})" + (f", {self.jobs} at a time" if self.jobs else "")
+        sharing = f", {self.runs_per_gpu} runs per GPU" if self.runs_per_gpu > 1 else ""
+        return f"Ray ({where})" + (f", {self.jobs} at a time" if self.jobs else "") + sharing
 
 
 ExecutorChoice = InProcessChoice | PoolChoice | RayChoice
@@ -239,28 +241,42 @@ def choose_executor(
     jobs: int | None = None,
     gpus: Sequence[str] = (),
     ray_address: str | None = None,
+    runs_per_gpu: int = 1,
 ) -> ExecutorChoice:
     """The executor that the command line's options describe, checked; it is built (a pool
     started, Ray imported) only when a grid runs. name: "local" (in-process, or a pool when
-    `jobs` > 1 or GPUs are given) or "ray"."""
+    `jobs` > 1 or GPUs are given) or "ray". runs_per_gpu: workers (local) or Ray tasks sharing
+    each GPU, for models as small as the paper's, which leave most of a GPU idle."""
     if name not in EXECUTOR_NAMES:
         raise unknown_name_error("executor", name, EXECUTOR_NAMES)
     if jobs is not None and jobs < 1:
         raise CascbenchError(f"--jobs must be at least 1, got {jobs}.")
+    if runs_per_gpu < 1:
+        raise CascbenchError(f"--runs-per-gpu must be at least 1, got {runs_per_gpu}.")
     if name == "ray":
         if gpus:
             raise CascbenchError(
                 "--gpus is for the local pool; Ray gives each run's task a GPU itself when "
                 "its device is cuda (or auto on a cluster with GPUs)."
             )
-        return RayChoice(ray_address, jobs)
+        return RayChoice(ray_address, jobs, runs_per_gpu)
     if ray_address is not None:
         raise CascbenchError("--ray-address needs --executor ray.")
+    if runs_per_gpu > 1:
+        if not gpus:
+            raise CascbenchError("--runs-per-gpu needs --gpus: the GPUs its workers share.")
+        if jobs is not None:
+            raise CascbenchError(
+                "give --jobs or --runs-per-gpu, not both: the pool has "
+                "len(--gpus) × --runs-per-gpu workers."
+            )
+        jobs = len(gpus) * runs_per_gpu
     cores = os.cpu_count() or 1
-    if not gpus and jobs is not None and jobs > cores:
-        # more CPU workers than cores only makes them wait for each other (and each one's
-        # torch threads spin): the extra workers buy nothing
-        logger.warning("--jobs %d is more than this machine's %d cores: running %d.", jobs,
+    if jobs is not None and jobs > cores:
+        # Every worker, on a GPU too, runs its training loop and gathers its batches on a core:
+        # more workers than cores only makes them wait for each other (and each one's torch
+        # threads spin), so the extra workers buy nothing.
+        logger.warning("%d workers are more than this machine's %d cores: running %d.", jobs,
                        cores, cores)  # fmt: skip
         jobs = cores
     if not gpus and (jobs or 1) == 1:

@@ -46,18 +46,24 @@ def _import_ray() -> Any:
 
 class RayExecutor(Executor):
     """Runs as Ray tasks. jobs: runs in flight at once (and CPUs of a local runtime); default:
-    the cluster's CPUs."""
+    the cluster's CPUs. runs_per_gpu: GPU run tasks that share one GPU (each asks for
+    1 / runs_per_gpu of one)."""
 
     name = "ray"
 
     def __init__(
-        self, address: str | None = None, jobs: int | None = None, task: RunTask = execute_run
+        self,
+        address: str | None = None,
+        jobs: int | None = None,
+        task: RunTask = execute_run,
+        runs_per_gpu: int = 1,
     ) -> None:
         if jobs is not None and jobs < 1:
             raise CascbenchError(f"--jobs must be at least 1, got {jobs}.")
         self.ray = _import_ray()
         self.address = address
         self.jobs = jobs
+        self.gpu_share = 1.0 / runs_per_gpu  # Ray's fractional GPU per run task
         self.task = task
         self._owns_runtime = False
         self._in_flight: dict[Any, str] = {}  # ObjectRef -> run id
@@ -91,7 +97,7 @@ class RayExecutor(Executor):
         return device.startswith("cuda") or (device == "auto" and self._cluster_gpus)
 
     def submit(self, run_id: str, config_json: str) -> None:
-        options = {"num_cpus": 1, "num_gpus": 1 if self._needs_gpu(config_json) else 0}
+        options = {"num_cpus": 1, "num_gpus": self.gpu_share if self._needs_gpu(config_json) else 0}
         ref = self._remote.options(**options).remote(run_id, config_json, self._progress, self.task)
         self._in_flight[ref] = run_id
 

@@ -203,16 +203,18 @@ class ResultStore:
 
             environment = local_environment(str(record.stats.get("device", "")) or None)
         with self._staged(run_id) as folder:
+            started = time.perf_counter()
             atomic_write_json(folder / "config.json", config)
             atomic_write_json(folder / "environment.json", environment)
-            atomic_write_json(
-                folder / "metrics.json", {"metrics": record.metrics, "stats": record.stats}
-            )
             per_request = pd.DataFrame({"request_id": record.request_id, **record.per_request})
             atomic_write_parquet(folder / "per_request.parquet", per_request)
             atomic_write_parquet(folder / "curve.parquet", pd.DataFrame(record.curve))
             if record.per_day:
                 atomic_write_parquet(folder / "per_day.parquet", pd.DataFrame(record.per_day))
+            # The last part of a run's time split (load, setup, train, eval, write): every file
+            # but metrics.json itself and DONE.
+            stats = {**record.stats, "write_seconds": time.perf_counter() - started}
+            atomic_write_json(folder / "metrics.json", {"metrics": record.metrics, "stats": stats})
             atomic_write_json(folder / DONE, manifest(folder))
 
     def write_failure(

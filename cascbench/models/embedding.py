@@ -59,6 +59,9 @@ class FieldEmbeddings(nn.Module):
         self.register_buffer("vocab", vocab, persistent=False)
         self.register_buffer("offsets", torch.cumsum(vocab, 0) - vocab, persistent=False)
         self.table = nn.Embedding(int(vocab.sum()), dim)
+        #: Set by `use_sparse_gradients`: the table's gradient is then a sparse tensor of the
+        #: looked-up rows, for a lazy optimizer (train.optimizer="sparse_adam").
+        self.sparse_gradient = False
         # Drawn again even at torch's own std of 1: every init option then consumes the same
         # random numbers, and the layers built after the tables start alike.
         nn.init.normal_(self.table.weight, std=init_std)
@@ -93,7 +96,8 @@ class FieldEmbeddings(nn.Module):
             _check_ids(part, self.vocab[:k], self.names[:k])
             rows.append((part + self.offsets[:k]).reshape(-1))
         flat = rows[0] if len(rows) == 1 else torch.cat(rows)
-        vectors = _gather_rows(self.table.weight, flat).split([r.numel() for r in rows])
+        vectors = _gather_rows(self.table.weight, flat, self.sparse_gradient)
+        vectors = vectors.split([r.numel() for r in rows])
         if self.padding_ids is not None:
             vectors = [
                 (
@@ -105,11 +109,22 @@ class FieldEmbeddings(nn.Module):
         return [v.reshape(*part.shape[:-1], -1) for v, part in zip(vectors, ids, strict=True)]
 
 
-def _gather_rows(weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """weight[rows]: [V, d], int64 [M] -> [M, d], with the fastest exact backward per device."""
+def use_sparse_gradients(module: nn.Module) -> list[nn.Parameter]:
+    """Give every embedding table under `module` sparse gradients (the looked-up rows only);
+    returns the tables' weights, for an optimizer of sparse gradients (torch's SparseAdam).
+    Their gradients must then be dropped between steps (zero_grad(set_to_none=True))."""
+    tables = [m for m in module.modules() if isinstance(m, FieldEmbeddings)]
+    for table in tables:
+        table.sparse_gradient = True
+    return [table.table.weight for table in tables]
+
+
+def _gather_rows(weight: torch.Tensor, rows: torch.Tensor, sparse: bool = False) -> torch.Tensor:
+    """weight[rows]: [V, d], int64 [M] -> [M, d], with the fastest exact backward per device;
+    sparse: the weight's gradient is a sparse COO tensor of the M rows (uncoalesced)."""
     if weight.device.type == "cpu":
-        return _CPUGatherRows.apply(weight, rows)
-    return nn.functional.embedding(rows, weight)
+        return _CPUGatherRows.apply(weight, rows, sparse)
+    return nn.functional.embedding(rows, weight, sparse=sparse)
 
 
 class _CPUGatherRows(torch.autograd.Function):
@@ -121,25 +136,35 @@ class _CPUGatherRows(torch.autograd.Function):
 
     When the table already has a gradient (zeroed in place between steps, as `train` does), the
     rows are added into it and no [V, d] gradient is allocated: at RecFlow's 9M videos a fresh one
-    per step cost a fifth of a second of page faults.
+    per step cost a fifth of a second of page faults. With `sparse`, the gradient is the rows'
+    sparse tensor, as nn.Embedding(sparse=True) gives.
     """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: FunctionCtx, weight: torch.Tensor, rows: torch.Tensor, sparse: bool
+    ) -> torch.Tensor:
         ctx.save_for_backward(rows)
         ctx.weight = weight  # type: ignore[attr-defined]
+        ctx.sparse = sparse  # type: ignore[attr-defined]
         return weight.index_select(0, rows)
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
+    def backward(ctx: FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         (rows,) = ctx.saved_tensors  # type: ignore[attr-defined]
         weight = ctx.weight  # type: ignore[attr-defined]
+        if ctx.sparse:  # type: ignore[attr-defined]
+            # Valid by construction (every id was checked against its vocabulary in `lookup`).
+            gradient = torch.sparse_coo_tensor(
+                rows.unsqueeze(0), grad, weight.shape, check_invariants=False
+            )
+            return gradient, None, None
         existing = weight.grad if weight.is_leaf else None
         if existing is not None and existing.layout == torch.strided:
             existing.index_add_(0, rows, grad)
-            return None, None  # already accumulated: autograd has nothing left to add
-        return grad.new_zeros(weight.shape).index_add_(0, rows, grad), None
+            return None, None, None  # already accumulated: autograd has nothing left to add
+        return grad.new_zeros(weight.shape).index_add_(0, rows, grad), None, None
 
 
 def _check_ids(ids: torch.Tensor, vocab: torch.Tensor, names: tuple[str, ...]) -> None:

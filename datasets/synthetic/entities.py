@@ -268,6 +268,15 @@ def _sample_requests(
     days: range | None = None,
 ) -> _Requests:
     """The requests of `days` (default: every day of the world), ordered by day and time."""
+    user, day, hour, minute = _sample_request_times(config, users, g, days)
+    return _sample_request_items(config, users, items, history, g, user, day, hour, minute)
+
+
+def _sample_request_times(
+    config: WorldConfig, users: _Users, g: torch.Generator, days: range | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Who asks when: user, day, hour and minute int64 [R] of the requests of `days` (default:
+    every day), ordered by day and time of day."""
     days = range(config.days) if days is None else days
     r = len(days) * config.requests_per_day
     user = torch.multinomial(users.weight, r, replacement=True, generator=g)
@@ -276,8 +285,21 @@ def _sample_requests(
     minute = _randint(60, (r,), g)
     # Requests ordered by day, then by time of day (stable, so ties keep their draw order).
     order = torch.sort(day * 1440 + hour * 60 + minute, stable=True).indices
-    user, hour, minute = user[order], hour[order], minute[order]
+    return user[order], day, hour[order], minute[order]
 
+
+def _sample_request_items(
+    config: WorldConfig,
+    users: _Users,
+    items: _Items,
+    history: torch.Tensor,
+    g: torch.Generator,
+    user: torch.Tensor,
+    day: torch.Tensor,
+    hour: torch.Tensor,
+    minute: torch.Tensor,
+) -> _Requests:
+    """The requests of `_sample_request_times` with their behaviour sequences and pools."""
     sequence, sequence_mask = _sample_sequences(config, history[user], g)
     n_draws = math.ceil(config.pool_size * _OVERSAMPLE)
     draws = _draw_items(items, users.interests[user], n_draws, config.pool_interest_share, g)

@@ -13,6 +13,7 @@ from cascbench.data import (
     ITEM_FIELDS,
     CascadeData,
     FeatureSchema,
+    concat_data,
 )
 from cascbench.datasets.synthetic.config import WorldConfig
 from cascbench.datasets.synthetic.entities import (
@@ -21,6 +22,8 @@ from cascbench.datasets.synthetic.entities import (
     _build_users,
     _Items,
     _Requests,
+    _sample_request_items,
+    _sample_request_times,
     _sample_requests,
     _Users,
 )
@@ -74,17 +77,26 @@ def generate_world_with_signals(
     return data, signals
 
 
+#: A day of `generate_days` is drawn in chunks of at most this many requests, so that the
+#: intermediate tensors of a RecFlow-scale day (pools, utilities, the funnel: about 3 GB for
+#: 260,870 requests) stay bounded. Part of the world's definition: a world cache records it.
+DAY_CHUNK_REQUESTS = 65_536
+
+
 def generate_days(
     setting: Setting, config: WorldConfig, seed: int = 0, days: range | None = None
 ) -> Iterator[CascadeData]:
     """The world one day at a time, for worlds too large to hold at once (RecFlow scale).
 
-    The items, users and histories are built once from `seed`; each day's requests, utilities
-    and funnel are drawn from a generator of their own, seeded from (seed, day), so memory holds
-    the entities and one day, and a day's bytes do not depend on the others. It is therefore
-    another world than `generate_world`'s for the same seed (which draws every day from one
-    generator). Yields CascadeData, one per day in order, with absolute day indices and request
-    ids (day d's ids follow day d − 1's). The same (setting, config, seed) gives the same bytes.
+    The items, users and histories are built once from `seed`. Each day's requests (who asks,
+    when) are drawn from a generator of their own, seeded from (seed, day), and ordered by time;
+    their sequences, pools, utilities and funnel are then drawn in chunks of DAY_CHUNK_REQUESTS
+    consecutive requests, the first from the same generator, each later one from a generator
+    seeded from (seed, day, chunk). Memory holds the entities, one day and one chunk's work, and
+    a day's bytes do not depend on the others. It is therefore another world than
+    `generate_world`'s for the same seed (which draws every day from one generator). Yields
+    CascadeData, one per day in order, with absolute day indices and request ids (day d's ids
+    follow day d − 1's). The same (setting, config, seed) gives the same bytes.
     days: the days to yield (default: all); the others are not drawn at all.
     """
     keep, noise = resolve_funnel(setting, config)
@@ -93,14 +105,24 @@ def generate_days(
     for day in range(config.days) if days is None else days:
         day_seed = _day_seed(seed, day)
         day_g = torch.Generator().manual_seed(day_seed)
-        requests = _sample_requests(config, users, items, history, day_g, range(day, day + 1))
-        first_id = day * config.requests_per_day
-        yield _assemble(setting, config, items, users, requests, keep, noise, day_g, day_seed,
-                        first_id, with_signals=False)[0]  # fmt: skip
+        times = _sample_request_times(config, users, day_g, range(day, day + 1))
+        chunks = []
+        for chunk, start in enumerate(range(0, config.requests_per_day, DAY_CHUNK_REQUESTS)):
+            chunk_seed = day_seed if chunk == 0 else _day_seed(seed, day, chunk)
+            chunk_g = day_g if chunk == 0 else torch.Generator().manual_seed(chunk_seed)
+            rows = slice(start, start + DAY_CHUNK_REQUESTS)
+            requests = _sample_request_items(config, users, items, history, chunk_g,
+                                             *(t[rows] for t in times))  # fmt: skip
+            first_id = day * config.requests_per_day + start
+            chunks.append(_assemble(setting, config, items, users, requests, keep, noise,
+                                    chunk_g, chunk_seed, first_id, with_signals=False)[0])  # fmt: skip
+        yield chunks[0] if len(chunks) == 1 else concat_data(chunks)
 
 
-def _day_seed(seed: int, day: int) -> int:
-    digest = hashlib.sha256(f"cascbench world day {seed} {day}".encode()).digest()
+def _day_seed(seed: int, day: int, chunk: int = 0) -> int:
+    """The seed of a day's generator (chunk 0) or of one of its later chunks."""
+    text = f"cascbench world day {seed} {day}" + (f" chunk {chunk}" if chunk else "")
+    digest = hashlib.sha256(text.encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
