@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import optuna
 import pandas as pd
 import pytest
 from test_tune import experiment
 
 from cascbench.errors import CascbenchError
 from cascbench.experiment.tune import Tuner
-from cascbench.report.tuning import load_tuning, sensitivity, tuning_figure, tuning_table
+from cascbench.report.tuning import (
+    at_edge,
+    load_tuning,
+    sensitivity,
+    tuning_figure,
+    tuning_markdown,
+    tuning_table,
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +75,27 @@ def test_report_tuning_prints_the_table_and_draws_the_figure(tuned):
         app, ["report", "--results-dir", str(folder), "--tuning", "--format", "latex"]
     )
     assert latex.exit_code == 2 and "not latex" in latex.output
+
+
+def test_a_best_value_at_the_edge_of_its_range_is_flagged(tuned):
+    results = load_tuning(tuned[0])
+    table = tuning_table(results).set_index("method")
+    # Two batch sizes offered: the best is one of them, so always at an edge.
+    for method in ("bce", "lcron"):
+        assert "train.batch_size (" in table.loc[method, "best at the edge of its range"]
+    assert "widen that dimension" in tuning_markdown(results)
+
+
+def test_at_edge_reads_ranges_in_their_own_scale():
+    log = optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)
+    assert at_edge(1.2e-3, log) == "near the lower bound"  # 4 % of the way in log space
+    assert at_edge(5e-3, log) == ""  # 35 %: inside, though near the low end linearly
+    assert at_edge(0.09, log) == "near the upper bound"
+    linear = optuna.distributions.FloatDistribution(0.0, 1.0)
+    assert at_edge(0.04, linear) == "near the lower bound" and at_edge(0.5, linear) == ""
+    assert at_edge(9, optuna.distributions.IntDistribution(1, 9)) == "near the upper bound"
+    sizes = optuna.distributions.CategoricalDistribution((1024, 256, 512))
+    assert at_edge(256, sizes) == "lowest offered" and at_edge(1024, sizes) == "highest offered"
+    assert at_edge(512, sizes) == ""
+    modes = optuna.distributions.CategoricalDistribution(("soft", "binary"))
+    assert at_edge("soft", modes) == ""  # unordered choices have no edge

@@ -33,10 +33,13 @@ TOP_DIMENSIONS = 2
 @dataclass(frozen=True)
 class TuningResults:
     """trials: one row per trial (method, number, state, value, then one column per dimension);
-    identity: per method, what its study was about (setting, dataset, metric, budget, space)."""
+    identity: per method, what its study was about (setting, dataset, metric, budget, space);
+    distributions: per method, what each dimension was drawn from."""
 
     trials: pd.DataFrame
     identity: dict[str, dict]
+    #: per method, each tuned dimension's Optuna distribution (its range or choices)
+    distributions: dict[str, dict[str, optuna.distributions.BaseDistribution]]
 
     @property
     def metric(self) -> str:
@@ -54,11 +57,13 @@ def load_tuning(results_dir: Path, storage: str | None = None) -> TuningResults:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         summaries = optuna.study.get_all_study_summaries(url)
-        rows, identity = [], {}
+        rows, identity, distributions = [], {}, {}
         for summary in summaries:
             study = optuna.load_study(study_name=summary.study_name, storage=url)
             identity[summary.study_name] = json.loads(summary.user_attrs.get("identity", "{}"))
+            drawn_from = distributions.setdefault(summary.study_name, {})
             for trial in study.get_trials(deepcopy=False):
+                drawn_from.update(trial.distributions)
                 rows.append(
                     {
                         "method": summary.study_name,
@@ -72,7 +77,7 @@ def load_tuning(results_dir: Path, storage: str | None = None) -> TuningResults:
         raise CascbenchError(f"cannot read the studies in {url}: {exc}") from None
     if not rows:
         raise CascbenchError(f"the studies in {url} hold no trial yet.")
-    return TuningResults(pd.DataFrame(rows), identity)
+    return TuningResults(pd.DataFrame(rows), identity, distributions)
 
 
 def dimensions(results: TuningResults, method: str) -> list[str]:
@@ -100,9 +105,33 @@ def sensitivity(results: TuningResults, method: str) -> pd.Series:
     return series.reindex(series.abs().sort_values(ascending=False, na_position="last").index)
 
 
+#: A best value within this share of its range (in log space for a log range) of a bound is at
+#: the edge: the optimum may lie beyond the searched range.
+EDGE_SHARE = 0.05
+
+
+def at_edge(value: object, distribution: optuna.distributions.BaseDistribution) -> str:
+    """Where `value` sits when it is at the edge of what `distribution` offered ("lowest offered",
+    "near the upper bound", ...); "" inside the range, or for unordered choices."""
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        choices = distribution.choices
+        numbers = all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
+        if not numbers or len(choices) < 2:
+            return ""
+        return "lowest offered" if value == min(choices) else (
+            "highest offered" if value == max(choices) else "")  # fmt: skip
+    low, high = float(distribution.low), float(distribution.high)
+    scale = math.log if getattr(distribution, "log", False) else float
+    share = (scale(float(value)) - scale(low)) / (scale(high) - scale(low))
+    if share <= EDGE_SHARE:
+        return "near the lower bound"
+    return "near the upper bound" if share >= 1 - EDGE_SHARE else ""
+
+
 def tuning_table(results: TuningResults) -> pd.DataFrame:
     """One row per method: trials finished (failed), the budget, the best validation value, its
-    configuration and the dimensions the metric was most sensitive to."""
+    configuration, the dimensions the metric was most sensitive to, and the dimensions whose
+    best value sits at the edge of the searched range (`at_edge`)."""
     rows = []
     methods = list(results.identity)
     for method in variant_order(methods, {m: m for m in methods}):
@@ -121,6 +150,14 @@ def tuning_table(results: TuningResults) -> pd.DataFrame:
                 if best is None
                 else ", ".join(f"{d}={best[d]}" for d in dimensions(results, method)),
                 "sensitivity (Spearman ρ)": ", ".join(f"{d} {r:+.2f}" for d, r in rho.items()),
+                "best at the edge of its range": ""
+                if best is None
+                else ", ".join(
+                    f"{d} ({edge})"
+                    for d in dimensions(results, method)
+                    if d in results.distributions.get(method, {})
+                    and (edge := at_edge(best[d], results.distributions[method][d]))
+                ),
             }
         )
     return pd.DataFrame(rows)
@@ -149,6 +186,14 @@ def tuning_markdown(results: TuningResults) -> str:
             for c in table.columns
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    if table["best at the edge of its range"].astype(bool).any():
+        lines += [
+            "",
+            "A best value at the edge of its range (the lowest or highest choice offered, or "
+            f"within {EDGE_SHARE:.0%} of a bound) says that the optimum may lie beyond the "
+            "searched range: widen that dimension (`search_space:` in the experiment file) "
+            "before reading the comparison as one of tuned methods.",
+        ]
     return "\n".join(lines) + "\n"
 
 
