@@ -466,16 +466,18 @@ def build_report(
 
 
 def _machine_notes(frame: pd.DataFrame) -> list[str]:
-    """A warning when the runs come from different kinds of machine (CPU or GPU, torch version):
-    the same config and seed give the same numbers only on the same machine and software."""
+    """A warning when the runs come from different kinds of machine (CPU and its threads, or GPU;
+    torch version): the same config and seed give the same numbers only on the same kind."""
     kinds = sorted({kind for kind in frame.get("machine", pd.Series(dtype=str)) if kind})
     if len(kinds) < 2:
         return []
     return [
         f"these runs come from {len(kinds)} kinds of machine ({'; '.join(kinds)}). The same "
-        "config and seed give identical numbers on the same machine and software only; across "
-        "CPUs they differ by about 1e-3 (up to 2e-3 measured), as large as small effects, so "
-        "compare runs of one kind where the differences are that small."
+        "config and seed give identical numbers on the same machine, software and number of "
+        "CPU threads only (`--jobs N` gives each worker cores / N threads); across CPUs they "
+        "differ by about 1e-3 (up to 2e-3 measured), across thread counts by about 2e-4, as "
+        "large as small effects, so compare runs of one kind where the differences are that "
+        "small."
     ]
 
 
