@@ -16,7 +16,7 @@ import functools
 import io
 import os
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FunctionType
 from typing import Any, ClassVar
@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from cascbench.data import CascadeData
+from cascbench.data import CascadeData, Dataset, DayStack
 from cascbench.datasets.recflow_schema import (
     ALL_STAGE_COLUMNS,
     ALL_STAGE_DIR,
@@ -60,7 +60,7 @@ _ROW_SHUFFLE_SEED = 2024
 
 
 def export_recflow(
-    data: CascadeData,
+    data: Dataset | Iterable[CascadeData],
     setting: Setting,
     out: Path | str,
     *,
@@ -73,25 +73,34 @@ def export_recflow(
 ) -> list[str]:
     """Write `data` (canonical arrays laid out for `setting`) as a RecFlow folder at `out`.
 
-    Day index d becomes the day `first_day` + d (its weekday must match the world's). Options:
-    `float_positions` writes rank_index / rerank_index as float64 with NaN off their group
-    (else int64 with 0); `legacy_id_cnt_keys` spells id_cnt keys `photo_id` and
-    `' category_level_two'`; `chunk_rows` is the Feather record batch size. Returns the day names.
+    data: a dataset, or its days one CascadeData at a time (`generate_days`: a world too large
+    to hold, written with one day in memory). Day index d becomes the day `first_day` + d (its
+    weekday must match the world's). Options: `float_positions` writes rank_index /
+    rerank_index as float64 with NaN off their group (else int64 with 0); `legacy_id_cnt_keys`
+    spells id_cnt keys `photo_id` and `' category_level_two'`; `chunk_rows` is the Feather
+    record batch size. Returns the day names.
     """
     check_recflow_setting(setting)
     out = Path(out)
     for folder in (ALL_STAGE_DIR, REQUEST_DICT_DIR, SEQUENCE_DICT_DIR, "others"):
         (out / folder).mkdir(parents=True, exist_ok=True)
-    names = []
-    for day_index in data.days():
-        day = shifted_day(first_day, day_index)
-        rows = data.rows_of_days([day_index])
-        _write_day(data, rows.numpy(), setting, out, day, legacy_pickles, float_positions,
-                   chunk_rows)  # fmt: skip
+    parts = (
+        (data.day_data(d) for d in data.days())
+        if isinstance(data, CascadeData | DayStack)
+        else iter(data)
+    )
+    names, schema_of = [], None
+    for part in parts:
+        day = shifted_day(first_day, int(part.day[0]))
+        _write_day(part, np.arange(part.n_requests), setting, out, day, legacy_pickles,
+                   float_positions, chunk_rows)  # fmt: skip
         names.append(day)
+        schema_of = part
         if on_day:
             on_day(day)
-    counts = {field: size - 1 for field, size in _id_fields(data)}
+    if schema_of is None:
+        raise CascbenchError("export_recflow: the dataset has no day to write.")
+    counts = {field: size - 1 for field, size in _id_fields(schema_of)}
     if legacy_id_cnt_keys:
         spelled = {"video_id": "photo_id", "category_level_two": " category_level_two"}
         counts = {spelled.get(k, k): v for k, v in counts.items()}

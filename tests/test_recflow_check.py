@@ -7,12 +7,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
+import torch
 from recflow_data import export_tiny
 from typer.testing import CliRunner
 
 from cascbench.cli import app
+from cascbench.datasets.cache import open_cache
 from cascbench.datasets.recflow_check import check_recflow
 from cascbench.datasets.safe_pickle import safe_load
+from cascbench.datasets.synthetic import get_world_config
+from cascbench.datasets.world_cache import world_day_names
+from cascbench.settings import get_setting
 
 runner = CliRunner()
 
@@ -164,3 +169,32 @@ def test_cli_exit_codes(src, tmp_path):
     )
     assert result.exit_code == 2
     assert f"seq_effective_50_dict/{days[0]}.pkl: not a readable pickle" in result.output
+
+
+def test_export_day_by_day_writes_the_world_that_prepare_world_caches(tmp_path):
+    """`export-recflow --day-by-day` draws with generate_days, one day in memory: prepared back,
+    its days are the arrays `data prepare world` caches for the same world and seed."""
+    src, cache, world = tmp_path / "src", tmp_path / "cache", tmp_path / "world"
+    result = invoke("data", "export-recflow", "--world", "tiny", "--world-seed", "3",
+                    "--day-by-day", "--out", src)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "600 requests over 3 days" in result.output
+    days = "2024-01-13..2024-01-15"
+    length = get_world_config("tiny").sequence_length
+    result = invoke("data", "prepare", "recflow", "--src", src, "--days", days, "--out", cache,
+                    "--sequence-length", str(length))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = invoke(
+        "data", "prepare", "world", "--world", "tiny", "--world-seed", "3", "--out", world
+    )
+    assert result.exit_code == 0, result.output
+    setting = get_setting("recflow-2stage")
+    names = world_day_names(get_world_config("tiny"))
+    exported, drawn = open_cache(cache, setting, names), open_cache(world, setting, names)
+    for day in range(3):
+        for name in ("context", "sequence", "sequence_mask", "candidates", "label", "mask"):
+            got, expected = (
+                getattr(exported.day_data(day), name),
+                getattr(drawn.day_data(day), name),
+            )
+            assert torch.equal(got, expected), (day, name)

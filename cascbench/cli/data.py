@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cascbench.cli._common import app, console, err_console, parse_assignments, user_errors
+from cascbench.cli.run import WORLD_NAMES
 from cascbench.errors import CascbenchError
 
 if TYPE_CHECKING:
@@ -248,6 +249,11 @@ def _print_check(report: CheckReport) -> None:
     console.print(f"{verdict}: {report.n_errors} error(s), {report.n_warnings} warning(s).")
 
 
+EXPORT_WORLD_HELP = (
+    f"Synthetic world preset: {', '.join(WORLD_NAMES)} (`cascbench list worlds` gives their sizes)."
+)
+
+
 @data_app.command(
     "export-recflow",
     epilog="Examples:\n\n"
@@ -259,7 +265,7 @@ def _print_check(report: CheckReport) -> None:
 )
 def export_recflow(
     out: Annotated[Path, typer.Option(help="Folder to write the RecFlow layout into.")],
-    world: Annotated[str, typer.Option(help="Synthetic world preset: tiny or small.")] = "tiny",
+    world: Annotated[str, typer.Option(help=EXPORT_WORLD_HELP)] = "tiny",
     setting: Annotated[
         str, typer.Option(help="recflow-2stage or recflow-3stage: the groups to log.")
     ] = "recflow-2stage",
@@ -283,12 +289,20 @@ def export_recflow(
     legacy_id_cnt_keys: Annotated[
         bool, typer.Option(help="Spell id_cnt keys photo_id and ' category_level_two'.")
     ] = False,
+    day_by_day: Annotated[
+        bool,
+        typer.Option(
+            help="Draw and write one day at a time (as `data prepare world` draws its cache: "
+            "the same world), with one day in memory: for worlds too large to hold, such as "
+            "recflow-scale."
+        ),
+    ] = False,
 ) -> None:
     """Write a synthetic world in RecFlow's on-disk schema (all_stage, request_id_dict,
     seq_effective_50_dict, others/id_cnt.pkl)."""
     from cascbench.datasets import world_config
     from cascbench.datasets.recflow_writer import export_recflow as export
-    from cascbench.datasets.synthetic import generate_world
+    from cascbench.datasets.synthetic import generate_days, generate_world
     from cascbench.errors import validate_fields
     from cascbench.experiment.config import DatasetConfig
     from cascbench.settings import get_setting
@@ -298,9 +312,11 @@ def export_recflow(
         options = {"world": world, "world_options": world_options, "seed": world_seed}
         dataset = validate_fields("world", DatasetConfig, options)
         chosen = get_setting(setting)
-        data = generate_world(chosen, world_config(dataset), seed=world_seed)
+        config = world_config(dataset)
+        generate = generate_days if day_by_day else generate_world
+        data = generate(chosen, config, seed=world_seed)
         with _day_progress() as progress:
-            task = progress.add_task("days", total=len(data.days()))
+            task = progress.add_task("days", total=config.days)
 
             def on_day(day: str) -> None:
                 progress.update(task, advance=1, description=f"writing {day}")
@@ -308,8 +324,9 @@ def export_recflow(
             names = export(data, chosen, out, first_day=first_day, legacy_pickles=legacy_pickles,
                            float_positions=float_positions,
                            legacy_id_cnt_keys=legacy_id_cnt_keys, on_day=on_day)  # fmt: skip
+    requests = config.days * config.requests_per_day
     console.print(
-        f"{data.n_requests:,} requests over {len(names)} days ({names[0]} … {names[-1]}) written "
+        f"{requests:,} requests over {len(names)} days ({names[0]} … {names[-1]}) written "
         f"to {escape(str(out))}.",
         highlight=False,
     )
