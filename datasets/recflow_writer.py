@@ -13,17 +13,15 @@ from __future__ import annotations
 
 import collections
 import functools
-import io
 import os
 import pickle
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FunctionType
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.feather as feather
 
 from cascbench.data import CascadeData, Dataset, DayStack
 from cascbench.datasets.recflow_schema import (
@@ -48,15 +46,19 @@ from cascbench.datasets.recflow_schema import (
 )
 from cascbench.datasets.safe_pickle import defaultdict_str, defaultdict_tuple, numpy_core
 from cascbench.errors import CascbenchError
-from cascbench.io import atomic_write_bytes
+from cascbench.io import atomic_write
 from cascbench.settings import Setting
 
 # Upload times are placed in the week starting Monday 2024-01-01 (local time).
 _UPLOAD_WEEK_START = day_start_seconds("2024-01-01")
 # Sequence rows are past requests, one hour apart, the most recent at the bottom.
 _SEQUENCE_STEP_MS = 3_600_000
-# Seeded shuffle of all_stage rows: the reader must not rely on their order.
+# Seeded shuffle of all_stage rows (within each chunk of requests): the reader must not rely on
+# their order.
 _ROW_SHUFFLE_SEED = 2024
+#: all_stage (and the sequences) are built this many requests at a time (about 1.3M all_stage
+#: rows of a RecFlow-scale day), so that no whole-day table or temporary is held.
+_ALL_STAGE_CHUNK_REQUESTS = 32_768
 
 
 def export_recflow(
@@ -89,22 +91,23 @@ def export_recflow(
         if isinstance(data, CascadeData | DayStack)
         else iter(data)
     )
-    names, schema_of = [], None
+    names, id_fields = [], None
     for part in parts:
         day = shifted_day(first_day, int(part.day[0]))
         _write_day(part, np.arange(part.n_requests), setting, out, day, legacy_pickles,
                    float_positions, chunk_rows)  # fmt: skip
         names.append(day)
-        schema_of = part
+        id_fields = id_fields or _id_fields(part)
+        del part  # not held while the next day is drawn
         if on_day:
             on_day(day)
-    if schema_of is None:
+    if id_fields is None:
         raise CascbenchError("export_recflow: the dataset has no day to write.")
-    counts = {field: size - 1 for field, size in _id_fields(schema_of)}
+    counts = {field: size - 1 for field, size in id_fields}
     if legacy_id_cnt_keys:
         spelled = {"video_id": "photo_id", "category_level_two": " category_level_two"}
         counts = {spelled.get(k, k): v for k, v in counts.items()}
-    atomic_write_bytes(out / ID_CNT_FILE, _dumps(counts, legacy_pickles))
+    _write_pickle(out / ID_CNT_FILE, counts, legacy_pickles)
     return names
 
 
@@ -170,14 +173,25 @@ def _write_day(
     sequences = _sequences(data, rows, request_ms)
     sequence_dict = _mapping(dict(zip(request_id.tolist(), sequences, strict=True)), legacy,
                              defaultdict_str)  # fmt: skip
-    atomic_write_bytes(out / files["request_id_dict"], _dumps(request_dict, legacy))
-    atomic_write_bytes(out / files["seq_effective_50_dict"], _dumps(sequence_dict, legacy))
+    _write_pickle(out / files["request_id_dict"], request_dict, legacy)
+    _write_pickle(out / files["seq_effective_50_dict"], sequence_dict, legacy)
+    del request_dict, sequence_dict, sequences
 
-    table = _all_stage(setting, context, request_id, request_ms, items, mask, positions,
-                       float_positions)  # fmt: skip
     tmp = out / ALL_STAGE_DIR / f".{day}.feather.tmp-{os.getpid()}"
+    # Feather v2 is the Arrow IPC file format, compressed as write_feather does by default.
+    compression = "lz4" if pa.Codec.is_available("lz4_frame") else None
+    options = pa.ipc.IpcWriteOptions(compression=compression)
     try:
-        feather.write_feather(table, str(tmp), chunksize=chunk_rows)
+        with pa.OSFile(str(tmp), "wb") as sink:
+            writer = None
+            for start in range(0, max(len(request_id), 1), _ALL_STAGE_CHUNK_REQUESTS):
+                part = slice(start, start + _ALL_STAGE_CHUNK_REQUESTS)
+                table = _all_stage(setting, context[part], request_id[part], request_ms[part],
+                                   items[part], mask[part], positions[part], float_positions,
+                                   shuffle_seed=(_ROW_SHUFFLE_SEED, start))  # fmt: skip
+                writer = writer or pa.ipc.new_file(sink, table.schema, options=options)
+                writer.write_table(table, max_chunksize=chunk_rows)
+            writer.close()
         os.replace(tmp, out / files["all_stage"])
     finally:
         tmp.unlink(missing_ok=True)
@@ -219,23 +233,27 @@ def _graded_positions(setting: Setting, label: np.ndarray, mask: np.ndarray) -> 
 
 
 def _sequences(data: CascadeData, rows: np.ndarray, request_ms: np.ndarray) -> list[np.ndarray]:
-    """One int64 [max(50, L), 10] array per request: real rows at the bottom, zeros on top."""
-    sequence = data.sequence[rows].numpy().astype(np.int64)
-    real = data.sequence_mask[rows].numpy()
-    r, length = real.shape
+    """One int64 [max(50, L), 10] array per request: real rows at the bottom, zeros on top
+    (views of one block, filled _ALL_STAGE_CHUNK_REQUESTS requests at a time: the columns of a
+    whole RecFlow-scale day were 2 GB of temporaries)."""
+    r, length = len(rows), data.sequence_mask.shape[1]
     height = max(SEQUENCE_LENGTH, length)
-    past_ms = request_ms[:, None] - _SEQUENCE_STEP_MS * np.arange(length, 0, -1)[None, :]
-    columns = {f: sequence[..., i] - 1 for i, f in enumerate(ITEM_FIELDS)}
-    columns.update(
-        upload_timestamp=np.broadcast_to(_UPLOAD_WEEK_START, real.shape),
-        duration=_duration(columns["video_id"]),
-        request_timestamp=past_ms,
-        playing_time=_duration(columns["video_id"]) // 2,
-        request_id=np.zeros_like(past_ms),
-    )
     block = np.zeros((r, height, len(SEQUENCE_COLUMNS)), np.int64)
-    values = np.stack([columns[c] for c in SEQUENCE_COLUMNS], axis=-1)
-    block[:, height - length :] = np.where(real[..., None], values, 0)
+    for start in range(0, r, _ALL_STAGE_CHUNK_REQUESTS):
+        part = slice(start, start + _ALL_STAGE_CHUNK_REQUESTS)
+        sequence = data.sequence[rows[part]].numpy().astype(np.int64)
+        real = data.sequence_mask[rows[part]].numpy()
+        past_ms = request_ms[part, None] - _SEQUENCE_STEP_MS * np.arange(length, 0, -1)[None, :]
+        columns = {f: sequence[..., i] - 1 for i, f in enumerate(ITEM_FIELDS)}
+        columns.update(
+            upload_timestamp=np.broadcast_to(_UPLOAD_WEEK_START, real.shape),
+            duration=_duration(columns["video_id"]),
+            request_timestamp=past_ms,
+            playing_time=_duration(columns["video_id"]) // 2,
+            request_id=np.zeros_like(past_ms),
+        )
+        for i, column in enumerate(SEQUENCE_COLUMNS):
+            block[part, height - length :, i] = np.where(real, columns[column], 0)
     return list(block)
 
 
@@ -248,10 +266,11 @@ def _all_stage(
     mask: np.ndarray,
     positions: np.ndarray,
     float_positions: bool,
+    shuffle_seed: tuple[int, int],
 ) -> pa.Table:
-    """One row per valid (request, candidate), in a seeded random order."""
+    """One row per valid (request, candidate) of the given requests, in a seeded random order."""
     request_row, slot = np.nonzero(mask)
-    order = np.random.default_rng(_ROW_SHUFFLE_SEED).permutation(len(slot))
+    order = np.random.default_rng(shuffle_seed).permutation(len(slot))
     request_row, slot = request_row[order], slot[order]
     item = items[request_row, slot]
     group = setting.slot_group.numpy()[slot]
@@ -314,9 +333,14 @@ class _LegacyPickler(pickle._Pickler):
     dispatch[FunctionType] = save_global
 
 
-def _dumps(value: Any, legacy: bool) -> bytes:
-    if not legacy:
-        return pickle.dumps(value, protocol=4)
-    buffer = io.BytesIO()
-    _LegacyPickler(buffer, protocol=3).dump(value)
-    return buffer.getvalue()
+def _dump(value: Any, legacy: bool, handle: BinaryIO) -> None:
+    if legacy:
+        _LegacyPickler(handle, protocol=3).dump(value)
+    else:
+        pickle.dump(value, handle, protocol=4)
+
+
+def _write_pickle(path: Path, value: Any, legacy: bool) -> None:
+    """Pickled straight into the file: a day's dictionaries pickle to about 1 GB at RecFlow's
+    scale, which a bytes object (and its growing buffer) would hold twice over."""
+    atomic_write(path, lambda handle: _dump(value, legacy, handle))

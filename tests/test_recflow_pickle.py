@@ -9,7 +9,7 @@ import pickletools
 import numpy as np
 import pytest
 
-from cascbench.datasets.recflow_writer import _dumps
+from cascbench.datasets.recflow_writer import _dump
 from cascbench.datasets.safe_pickle import (
     ForbiddenPickleError,
     defaultdict_str,
@@ -108,7 +108,9 @@ def test_loads_defaultdicts_with_recflow_factories_without_importing_utils():
         defaultdict_tuple, {3: collections.defaultdict(tuple, {"a": ARRAY})}
     )
     value[4] = collections.defaultdict(defaultdict_str)
-    data = _dumps(value, legacy=True)  # spells the factories utils.defaultdict_tuple / _str
+    buffer = io.BytesIO()
+    _dump(value, True, buffer)  # spells the factories utils.defaultdict_tuple / _str
+    data = buffer.getvalue()
     assert {"utils.defaultdict_tuple", "utils.defaultdict_str"} <= set(globals_of(data))
     loaded = safe_loads(data)
     assert isinstance(loaded, collections.defaultdict)
