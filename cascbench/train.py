@@ -239,7 +239,8 @@ def fit(
     if isinstance(method, str):
         method = get_method(method, setting, **(method_params or {}))
     method = method.to(device)
-    run_requests = sum(test_counts.values()) + train.batch_size * sum(steps_per_day.values())
+    total_steps = sum(steps_per_day[day] for kind, day in schedule if kind == "train")
+    run_requests = sum(test_counts.values()) + train.batch_size * total_steps  # every epoch
     compile = should_compile(train.compile, run_requests, device)
     scorers, loss = scorers_and_loss(models, method, compile)
     run = _Run(
@@ -252,7 +253,7 @@ def fit(
         loss=loss,
         loss_takes_step=loss_takes_step(method),
         generator=torch.Generator().manual_seed(seed),
-        total_steps=sum(steps_per_day[day] for kind, day in schedule if kind == "train"),
+        total_steps=total_steps,
         progress=progress,
     )
 
