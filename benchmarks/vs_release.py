@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -30,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from cascbench.experiment.environment import cpu_model
 
 
 def wall_seconds(command: list[str]) -> float:
@@ -95,7 +96,7 @@ def main() -> None:
     if not Path(options.release).is_dir():
         parser.error(f"--release {options.release}: no such folder")
     methods = options.methods.split(",")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+    print(f"{cpu_model()}, {os.cpu_count()} cores; "
           f"load average before: {os.getloadavg()[0]:.2f}")  # fmt: skip
     spinner = None
     if options.busy_core:
