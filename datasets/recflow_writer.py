@@ -58,7 +58,7 @@ _SEQUENCE_STEP_MS = 3_600_000
 _ROW_SHUFFLE_SEED = 2024
 #: all_stage (and the sequences) are built this many requests at a time (about 1.3M all_stage
 #: rows of a RecFlow-scale day), so that no whole-day table or temporary is held.
-_ALL_STAGE_CHUNK_REQUESTS = 32_768
+_CHUNK_REQUESTS = 32_768
 
 
 def export_recflow(
@@ -184,8 +184,8 @@ def _write_day(
     try:
         with pa.OSFile(str(tmp), "wb") as sink:
             writer = None
-            for start in range(0, max(len(request_id), 1), _ALL_STAGE_CHUNK_REQUESTS):
-                part = slice(start, start + _ALL_STAGE_CHUNK_REQUESTS)
+            for start in range(0, max(len(request_id), 1), _CHUNK_REQUESTS):
+                part = slice(start, start + _CHUNK_REQUESTS)
                 table = _all_stage(setting, context[part], request_id[part], request_ms[part],
                                    items[part], mask[part], positions[part], float_positions,
                                    shuffle_seed=(_ROW_SHUFFLE_SEED, start))  # fmt: skip
@@ -234,13 +234,13 @@ def _graded_positions(setting: Setting, label: np.ndarray, mask: np.ndarray) -> 
 
 def _sequences(data: CascadeData, rows: np.ndarray, request_ms: np.ndarray) -> list[np.ndarray]:
     """One int64 [max(50, L), 10] array per request: real rows at the bottom, zeros on top
-    (views of one block, filled _ALL_STAGE_CHUNK_REQUESTS requests at a time: the columns of a
+    (views of one block, filled _CHUNK_REQUESTS requests at a time: the columns of a
     whole RecFlow-scale day were 2 GB of temporaries)."""
     r, length = len(rows), data.sequence_mask.shape[1]
     height = max(SEQUENCE_LENGTH, length)
     block = np.zeros((r, height, len(SEQUENCE_COLUMNS)), np.int64)
-    for start in range(0, r, _ALL_STAGE_CHUNK_REQUESTS):
-        part = slice(start, start + _ALL_STAGE_CHUNK_REQUESTS)
+    for start in range(0, r, _CHUNK_REQUESTS):
+        part = slice(start, start + _CHUNK_REQUESTS)
         sequence = data.sequence[rows[part]].numpy().astype(np.int64)
         real = data.sequence_mask[rows[part]].numpy()
         past_ms = request_ms[part, None] - _SEQUENCE_STEP_MS * np.arange(length, 0, -1)[None, :]

@@ -281,7 +281,7 @@ def test_a_recflow_grid_without_a_cache_is_refused_before_running(tmp_path):
 def test_all_stage_written_in_chunks_of_requests_round_trips(tmp_path, monkeypatch):
     from cascbench.datasets import recflow_writer
 
-    monkeypatch.setattr(recflow_writer, "_ALL_STAGE_CHUNK_REQUESTS", 37)  # 200 a day: 6 chunks
+    monkeypatch.setattr(recflow_writer, "_CHUNK_REQUESTS", 37)  # 200 a day: 6 chunks
     world, days = export_tiny(tmp_path / "src", "recflow-2stage")
     table = feather.read_table(tmp_path / "src" / "all_stage" / f"{days[0]}.feather")
     assert table.num_rows == int(world.mask[world.day == 0].sum())

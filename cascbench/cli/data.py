@@ -60,6 +60,11 @@ def _resolve_days(text: str, src: Path) -> tuple[str, ...]:
     return check_days(days)
 
 
+WORLD_PRESETS_HELP = (
+    f"Synthetic world preset: {', '.join(WORLD_NAMES)} (`cascbench list worlds` gives their sizes)."
+)
+
+
 @prepare_app.command(
     "recflow",
     epilog="Examples:\n\n"
@@ -128,7 +133,7 @@ def prepare_recflow(
 )
 def prepare_world(
     out: Annotated[Path, typer.Option(help="Cache folder to write.")],
-    world: Annotated[str, typer.Option(help="Synthetic world preset (`cascbench list worlds`).")],
+    world: Annotated[str, typer.Option(help=WORLD_PRESETS_HELP)],
     setting: Annotated[
         str, typer.Option(help="The candidate layout to cache (`cascbench list settings`).")
     ] = "recflow-2stage",
@@ -249,11 +254,6 @@ def _print_check(report: CheckReport) -> None:
     console.print(f"{verdict}: {report.n_errors} error(s), {report.n_warnings} warning(s).")
 
 
-EXPORT_WORLD_HELP = (
-    f"Synthetic world preset: {', '.join(WORLD_NAMES)} (`cascbench list worlds` gives their sizes)."
-)
-
-
 @data_app.command(
     "export-recflow",
     epilog="Examples:\n\n"
@@ -265,7 +265,7 @@ EXPORT_WORLD_HELP = (
 )
 def export_recflow(
     out: Annotated[Path, typer.Option(help="Folder to write the RecFlow layout into.")],
-    world: Annotated[str, typer.Option(help=EXPORT_WORLD_HELP)] = "tiny",
+    world: Annotated[str, typer.Option(help=WORLD_PRESETS_HELP)] = "tiny",
     setting: Annotated[
         str, typer.Option(help="recflow-2stage or recflow-3stage: the groups to log.")
     ] = "recflow-2stage",
