@@ -72,6 +72,11 @@ def test_runs_and_report_read_a_store_without_torch(tmp_path):
     assert not imports_torch("runs", "--results-dir", str(tmp_path))
     assert not imports_torch("report", "--results-dir", str(tmp_path))
     assert len(list(ResultStore(tmp_path).finished_runs())) == 4  # none left out as stale
+    records = str(tmp_path / "runs.jsonl")
+    assert not imports_torch("runs", "--results-dir", str(tmp_path), "--export", records)
+    copy = str(tmp_path / "copy")
+    assert not imports_torch("runs", "--results-dir", copy, "--import", records)
+    assert len(ResultStore(copy).finished_runs()) == 4
 
 
 def test_the_check_sees_torch_when_a_command_imports_it(tmp_path):

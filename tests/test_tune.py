@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -388,4 +389,44 @@ def test_trials_running_on_another_machine_hold_back_the_final_file(tmp_path):
     elsewhere.set_user_attr("worker", "another-host:1:abcd1234")
     summary = tuner.run()
     assert summary.running_elsewhere == {"bce": 1} and summary.final_file is None
+    assert summary.running_hosts == ["another-host"]
     assert summary.finished == {"bce": 2}  # its budget of 3 counts the trial running elsewhere
+
+
+def test_take_over_finishes_the_trials_of_a_machine_that_is_gone(tmp_path):
+    bce = experiment(methods=["bce"])
+    study = Tuner(bce, "test", tmp_path).study(bce.methods[0])
+    left = study.ask()
+    left.suggest_float("train.lr", 0.001, 0.05, log=True)  # drawn before that machine went away
+    left.set_user_attr("worker", "gone-host:1:abcd1234")
+    drawn = study.trials[0].params
+    other = Tuner(bce, "test", tmp_path, take_over=["unrelated-host"]).run()
+    assert other.running_elsewhere == {"bce": 1} and other.final_file is None
+    summary = Tuner(bce, "test", tmp_path, take_over=["gone-host"]).run()
+    assert summary.running_elsewhere == {} and summary.final_file is not None
+    rows = trial_table(tmp_path)
+    assert [r[1:3] for r in rows] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+    assert rows[0][4] == drawn  # finished with the parameters it had drawn, not asked again
+
+
+def test_take_over_refuses_this_machine(tmp_path):
+    with pytest.raises(CascbenchError, match=r"--take-over names this machine"):
+        Tuner(experiment(), "test", tmp_path, take_over=[socket.gethostname()])
+
+
+def test_the_cli_says_which_machines_hold_trials_back(tmp_path):
+    bce = experiment(methods=["bce"])
+    study = Tuner(bce, "test", tmp_path).study(bce.methods[0])
+    study.ask().set_user_attr("worker", "gone-host:1:abcd1234")
+    arguments = [
+        "tune", "--methods", "bce", "--world", "tiny", "--trials", "3", "--quiet",
+        "--set", "train.batch_size=64", "--set", "train.device=cpu",
+        "--set", "tune.search_space.train.batch_size=null", "--seeds", "0-1",
+        "--world-seeds", "0-1", "--results-dir", str(tmp_path),
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert "add --take-over gone-host" in " ".join(result.output.split())
+    result = CliRunner().invoke(app, [*arguments, "--take-over", "gone-host"])
+    assert result.exit_code == 0, result.output
+    assert "Final runs:" in result.output

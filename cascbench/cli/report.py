@@ -155,7 +155,9 @@ def report(
             _write(text, output)
             return
         store = ResultStore(results_dir)
-        frame = select_setting(runs_frame(store.finished_runs()), setting)
+        finished = store.finished_runs()
+        frame = select_setting(runs_frame(finished), setting)
+        summaries = {r.run_id for r in finished if r.summary} & set(frame["run_id"])
         compare_options = CompareOptions(
             baseline=baseline, test=test, alpha=alpha, resamples=bootstrap, power=power
         )
@@ -170,8 +172,16 @@ def report(
         if findings:
             built = build_findings(frame, options)
         else:
-            built = build_report(frame, options, RunFiles(store).per_request)
+            # Per-request statistics need every compared run's per-request results.
+            load = None if summaries else RunFiles(store).per_request
+            built = build_report(frame, options, load)
         notes = list(built.notes)
+        if summaries and not findings:
+            notes.append(
+                f"{len(summaries)} of the runs are summary runs (imported from run records, "
+                f"`cascbench runs --import`): the per-request statistics, conditional on the "
+                f"trained models, are left out; every test over seeds and worlds is there."
+            )
         if compare_paper and not findings:
             notes += _unmatched_paper_rows(frame, options.metrics)
     for note in notes:

@@ -26,12 +26,17 @@ _STYLES = {"done": "green", "failed": "red", "missing": "yellow"}
     "  cascbench runs\n\n"
     "  cascbench runs --results-dir results/local --failed\n\n"
     "  cascbench runs --state missing,incomplete\n\n"
+    "  cascbench runs --results-dir results/tuned/table2-large --export "
+    "results/tuned/table2-large/runs.jsonl\n\n"
     "States: done; failed (its error is kept; it runs again next time); missing (planned by a "
     "grid but not run yet, e.g. after an interruption); incomplete (a folder without DONE); "
     "incompatible (written by a cascbench version whose ids or evaluator differ); unreadable; "
     "damaged (DONE present but a file differs from its manifest: `run` moves it to "
     "<results>/damaged/ and runs it again). "
-    "Reports use only done runs."
+    "Reports use only done runs. --export writes a record of every done run (config, metrics, "
+    "environment; a few kB where the folder is about a MB) to a JSON Lines file; --import adds "
+    "such records as summary runs, done runs without per-request results or training curve: "
+    "grids do not run them again and reports use them, without their per-request statistics."
 )
 def runs(
     results_dir: Annotated[Path, typer.Option(help="The folder `cascbench run` wrote to.")] = Path(
@@ -51,10 +56,28 @@ def runs(
     state: Annotated[
         str | None, typer.Option(help=f"Comma-separated states to list: {', '.join(STATES)}.")
     ] = None,
+    export: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a record of every done run to this JSON Lines file (atomically) instead "
+            "of listing them."
+        ),
+    ] = None,
+    import_: Annotated[
+        Path | None,
+        typer.Option(
+            "--import",
+            help="Add the runs of this JSON Lines file (written by --export) as summary runs; "
+            "runs already done are kept.",
+        ),
+    ] = None,
 ) -> None:
     """List every run of a results folder (and every run its grids planned) with its state."""
     from cascbench.experiment.store import ResultStore, RunEntry
 
+    if export is not None or import_ is not None:
+        _records(results_dir, export, import_, listing=failed or damaged or state is not None)
+        return
     with user_errors():
         if failed and damaged:
             raise CascbenchError(
@@ -107,6 +130,29 @@ def runs(
         console.print(table)
     totals = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s])
     console.print(f"{len(entries)} runs: {totals}.", highlight=False)
+
+
+def _records(results_dir: Path, export: Path | None, import_: Path | None, listing: bool) -> None:
+    """--export or --import (see the command's epilog)."""
+    from cascbench.experiment.records import export_records, import_records
+    from cascbench.experiment.store import ResultStore
+
+    with user_errors():
+        if (export is not None and import_ is not None) or listing:
+            raise CascbenchError(
+                "give one of --export and --import, without --failed, --damaged or --state."
+            )
+        store = ResultStore(results_dir)
+        if export is not None:
+            count = export_records(store, export)
+            console.print(f"{count} run records written to {escape(str(export))}.")
+        if import_ is not None:
+            done = import_records(store, import_)
+            console.print(
+                f"{done.added} runs added to {escape(str(results_dir))} as summary runs; "
+                f"{done.kept} were done there already and are kept.",
+                highlight=False,
+            )
 
 
 def _labels(entries: list[RunEntry]) -> dict[str, str]:

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     "Trials train on every day but the last two and score the validation day (the one before "
     "the last); the test day is never evaluated. Their runs go to <results-dir>/tuning/runs "
     "and the studies to <results-dir>/tuning/studies.db. The same command again resumes: "
-    "finished trials are kept, a trial cut short is finished with its own parameters. At the "
+    "finished trials are kept, a trial cut short is finished with its own parameters (one left "
+    "running by another machine that is gone: --take-over HOST). At the "
     "end, <results-dir>/tuning/final.yaml holds each method at its best configuration × "
     "--seeds × --world-seeds, for `cascbench run --config`."
 )
@@ -99,6 +100,13 @@ def tune(
             "sqlite:///<results-dir>/tuning/studies.db."
         ),
     ] = None,
+    take_over: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated machines (host names) that shared the study storage and are "
+            "gone: the trials they left running are finished here."
+        ),
+    ] = None,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     jobs: Annotated[
         int | None, typer.Option(help="Runs at once (local worker processes or Ray tasks).")
@@ -141,7 +149,8 @@ def tune(
         }
         overrides |= {k: v for k, v in tune_flags.items() if v is not None}
         experiment, source = _experiment(config, preset, set_, overrides, [])
-        tuner = Tuner(experiment, source, results_dir, storage)
+        hosts = [h.strip() for h in (take_over or "").split(",") if h.strip()]
+        tuner = Tuner(experiment, source, results_dir, storage, take_over=hosts)
         choice = choose_executor(executor, jobs, [], ray_address)
         if dry_run:
             _print_spaces(tuner)
@@ -201,9 +210,11 @@ def _print_summary(summary: TuneSummary, tuner: Tuner, results_dir: Path) -> Non
         )
     if summary.final_file is None:
         waiting = escape(", ".join(f"{m} ({n})" for m, n in summary.running_elsewhere.items()))
+        hosts = escape(",".join(summary.running_hosts))
         console.print(
-            f"Trials still running elsewhere: {waiting}. Run the same command when they finish "
-            f"to write final.yaml.",
+            f"Trials still running elsewhere: {waiting}, on {hosts}. Run the same command when "
+            f"they finish to write final.yaml; if those machines are gone, add --take-over "
+            f"{hosts} to finish their trials here.",
             highlight=False,
         )
         return

@@ -14,6 +14,11 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def owner_host(owner: str) -> str:
+    """The machine an owner token names ("" for a token that names none)."""
+    return owner.partition(":")[0]
+
+
 def owner_is_gone(owner: str, me: str) -> bool:
     """The process behind `owner` is known to be gone: it ran on this machine and its pid no
     longer exists, or it is this process under an earlier call's token (that call returned).

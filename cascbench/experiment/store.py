@@ -13,6 +13,10 @@ under <results>/plans/, so `cascbench runs` can list the runs still missing.
 
 `finished_runs()` is what reports read: it leaves out, with a warning, every folder it cannot
 trust (written by an incompatible cascbench version, unreadable, or unfinished).
+
+A summary run (records.py, `cascbench runs --import`) holds only config.json, environment.json and
+metrics.json, and says so in its manifest: it counts as done (a grid does not run it again, the
+reports' tables and tests over seeds use it) but has no per-request results or training curve.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ LOCK_REFRESH_SECONDS = 60.0
 MANIFEST_SCHEMA = 1
 #: The files a finished run cannot do without.
 REQUIRED_FILES = ("config.json", "metrics.json", "per_request.parquet")
+#: Those of a summary run (its manifest has "summary": true).
+SUMMARY_REQUIRED_FILES = ("config.json", "metrics.json")
 
 RunState = Literal["done", "failed", "incomplete", "incompatible", "unreadable", "damaged"]
 #: Folder states a report must not silently use.
@@ -79,6 +85,8 @@ class StoredRun:
     stats: dict
     #: the CPU or GPU and torch version it ran with (environment.machine_kind); "" if unknown
     machine: str = ""
+    #: imported from a run record: no per-request results, no training curve
+    summary: bool = False
 
 
 @dataclass(frozen=True)
@@ -217,6 +225,25 @@ class ResultStore:
             atomic_write_json(folder / "metrics.json", {"metrics": record.metrics, "stats": stats})
             atomic_write_json(folder / DONE, manifest(folder))
 
+    def write_summary_run(
+        self, run_id: str, config: dict, metrics: dict, environment: dict
+    ) -> None:
+        """Write a summary run (see the module docstring): `metrics` is metrics.json's content
+        ({"metrics": ..., "stats": ...}). The caller has checked that `run_id` is the config's."""
+        with self._staged(run_id) as folder:
+            atomic_write_json(folder / "config.json", config)
+            atomic_write_json(folder / "environment.json", environment)
+            atomic_write_json(folder / "metrics.json", metrics)
+            atomic_write_json(folder / DONE, manifest(folder, summary=True))
+
+    def is_summary(self, run_id: str) -> bool:
+        """The run's manifest says it is a summary run (no per-request results or curve)."""
+        try:
+            recorded = json.loads((self.run_dir(run_id) / DONE).read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(recorded, dict) and recorded.get("summary") is True
+
     def write_failure(
         self,
         run_id: str,
@@ -275,6 +302,7 @@ class ResultStore:
                         metrics["metrics"],
                         metrics["stats"],
                         self._machine(entry.run_id),
+                        self.is_summary(entry.run_id),
                     )
                 except (OSError, ValueError, KeyError, TypeError) as exc:
                     suspect.append(RunEntry(entry.run_id, "unreadable", None, str(exc)))
@@ -347,14 +375,15 @@ def _read_entry(folder: Path) -> RunEntry:
     return RunEntry(run_id, "done", config)
 
 
-def manifest(folder: Path) -> dict:
-    """DONE's content: the schema and each file's size and SHA-256 (DONE itself excluded)."""
+def manifest(folder: Path, summary: bool = False) -> dict:
+    """DONE's content: the schema and each file's size and SHA-256 (DONE itself excluded), and
+    "summary": true for a summary run."""
     files = {}
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.name != DONE:
             data = path.read_bytes()
             files[path.name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    return {"schema": MANIFEST_SCHEMA, "files": files}
+    return {"schema": MANIFEST_SCHEMA, "files": files, **({"summary": True} if summary else {})}
 
 
 def damage(folder: Path) -> str:
@@ -377,7 +406,8 @@ def damage(folder: Path) -> str:
         files = None
     if not isinstance(files, dict):
         return f"DONE is not a manifest of schema {MANIFEST_SCHEMA}"
-    unlisted = [name for name in REQUIRED_FILES if name not in files]
+    required = SUMMARY_REQUIRED_FILES if recorded.get("summary") is True else REQUIRED_FILES
+    unlisted = [name for name in required if name not in files]
     if unlisted:
         return f"the manifest lists no {', '.join(unlisted)}"
     for name, entry in files.items():
@@ -418,13 +448,18 @@ def _legacy_damage(folder: Path) -> str:
 
 
 def _incompatibility(run_id: str, config: dict, folder: Path) -> str:
-    """Why a finished run cannot be compared with runs of this version ("" when it can): its id
-    must be what this version computes for its config, which covers the evaluator's and the
-    method's versions and every field of the config."""
+    """`incompatibility` of a run folder, with the evaluator version its environment records."""
     try:
         recorded = json.loads((folder / "environment.json").read_text())["evaluator_version"]
     except (OSError, ValueError, KeyError, TypeError):
         recorded = None  # written before environments recorded it: the id check decides
+    return incompatibility(run_id, config, recorded)
+
+
+def incompatibility(run_id: str, config: dict, recorded: object) -> str:
+    """Why a finished run cannot be compared with runs of this version ("" when it can): the
+    evaluator version it `recorded` (None: unknown) must be this one's, and its id what this
+    version computes for its config, which covers the method's version and every field."""
     if recorded is not None and recorded != EVALUATOR_VERSION:
         return f"evaluator version {recorded}, this cascbench has {EVALUATOR_VERSION}"
     try:

@@ -13,7 +13,9 @@ or any RDB URL shared by several machines). A study records its identity (settin
 fixed configuration, space, objective): resuming with another one is an error, not a mixed study.
 Resuming after Ctrl-C, SIGTERM or SIGKILL loses no finished trial and counts none twice: a trial
 left running by a process of this machine that is gone is finished with its own parameters (its
-finished runs are reused), and the budget counts finished and failed trials. The sampler's seed
+finished runs are reused), and the budget counts finished and failed trials. Trials left running by
+another machine are never taken for abandoned (its processes cannot be seen from here) unless the
+call names that machine in `take_over`: a machine that shared the storage and is gone. The sampler's seed
 for trial n is derived from (sampler_seed, method, n), so an interrupted study proposes the same
 trials as an uninterrupted one.
 
@@ -26,7 +28,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ from cascbench.experiment.config import RunConfig, TrainConfig, resolved_run_id
 from cascbench.experiment.configfile import ExperimentFile, MethodVariant
 from cascbench.experiment.executors import ExecutorChoice, InProcessChoice, RayChoice
 from cascbench.experiment.grid import GridObserver, run_grid
-from cascbench.experiment.ownership import new_owner, owner_is_gone
+from cascbench.experiment.ownership import new_owner, owner_host, owner_is_gone
 from cascbench.experiment.plan import plan_experiment, plan_runs
 from cascbench.experiment.store import ResultStore
 from cascbench.io import atomic_write_bytes
@@ -169,6 +172,8 @@ class TuneSummary:
     #: Trials still running in other processes (another machine on a shared storage): final.yaml
     #: waits for them (the next call writes it).
     running_elsewhere: dict[str, int] = field(default_factory=dict)
+    #: The machines those trials run on (what `take_over` would name once they are gone).
+    running_hosts: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -188,7 +193,15 @@ class Tuner:
         source: str,
         results_dir: Path,
         storage: str | None = None,
+        take_over: Sequence[str] = (),
     ) -> None:
+        """`take_over`: machines (host names) whose running trials are finished here, as a gone
+        process's are: they shared the storage and will not come back."""
+        if socket.gethostname() in take_over:
+            raise CascbenchError(
+                f"--take-over names this machine ({socket.gethostname()}): its own trials are "
+                f"taken over without it once their process is gone; name other machines only."
+            )
         if experiment.grid:
             raise CascbenchError(
                 f"{source}: tune takes no grid ({', '.join(experiment.grid)}): tune one setting "
@@ -236,6 +249,7 @@ class Tuner:
         )
         plan_experiment(self.trial_experiment, source)
         self.worker = new_owner()
+        self.take_over = frozenset(take_over)
         self._storage: optuna.storages.BaseStorage | None = None
 
     # ------------------------------------------------------------------ studies
@@ -328,13 +342,12 @@ class Tuner:
 
     def _orphans(self, study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
         """Running trials left by a process of this machine that is gone (or by an earlier call
-        of this process): they are finished with their own parameters, not asked again."""
-        running = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
-        return [
-            trial
-            for trial in running
-            if owner_is_gone(str(trial.user_attrs.get("worker", "")), self.worker)
-        ]
+        of this process, or by a machine in `take_over`): they are finished with their own
+        parameters, not asked again."""
+        return [trial for trial in _running(study) if self._abandoned(_worker(trial))]
+
+    def _abandoned(self, worker: str) -> bool:
+        return owner_is_gone(worker, self.worker) or owner_host(worker) in self.take_over
 
     def _ask(
         self, study: optuna.Study, variant: MethodVariant, wanted: int
@@ -432,6 +445,9 @@ class Tuner:
                 if on_trial is not None:
                     on_trial(name, _finished(study), self.experiment.tune.trials, value)
         running = {n: len(_running(s)) for n, (_, s) in studies.items() if _running(s)}
+        summary.running_hosts = sorted(
+            {owner_host(_worker(t)) for _, s in studies.values() for t in _running(s)}
+        )
         for name, (_, study) in studies.items():
             summary.finished[name] = _finished(study)
             best = best_trial(study)
@@ -524,6 +540,11 @@ def _finished(study: optuna.Study) -> int:
 
 def _running(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.RUNNING])
+
+
+def _worker(trial: optuna.trial.FrozenTrial) -> str:
+    """The owner token of the process that runs (or ran) the trial."""
+    return str(trial.user_attrs.get("worker", ""))
 
 
 def _describe(dimension: Dimension) -> str:

@@ -229,7 +229,12 @@ def detail_table(
     tested = part.dropna(subset=["p_value"])
     n_text = _pairs_text(tested) if not tested.empty else "n/a: fewer than 2 pairs"
     n_requests = part["n_requests"].dropna()
-    requests = f" ({int(n_requests.max())} requests)" if not n_requests.empty else ""
+    requests = (
+        f" ({int(n_requests.max())} requests)"
+        if not n_requests.empty
+        else " (n/a: no per-request results were read, as summary runs imported from run "
+        "records have none)"
+    )
     request_ci = (
         f"{confidence} CI: percentile bootstrap over requests "
         f"({compare_options.resamples} resamples, seed {compare_options.seed})"

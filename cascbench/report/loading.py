@@ -21,6 +21,12 @@ class RunFiles:
         key = (run_id, name)
         if key not in self._cache:
             path = self.store.run_dir(run_id) / name
+            if not path.exists() and self.store.is_summary(run_id):
+                raise CascbenchError(
+                    f"run {run_id} is a summary run (imported from run records with `cascbench "
+                    f"runs --import`): it has no {name}. Run it again for its per-request "
+                    f"results and curve (remove {self.store.run_dir(run_id)} first)."
+                )
             try:
                 self._cache[key] = pd.read_parquet(path)
             except (OSError, pa.ArrowException) as exc:
@@ -47,6 +53,9 @@ class RunFiles:
     def curve(self, run_id: str) -> pd.DataFrame:
         """The training curve: step, day, total and each loss part, one row per step."""
         return self._read(run_id, "curve.parquet")
+
+    def has_curve(self, run_id: str) -> bool:
+        return (self.store.run_dir(run_id) / "curve.parquet").exists()
 
     def has_per_day(self, run_id: str) -> bool:
         return (self.store.run_dir(run_id) / "per_day.parquet").exists()

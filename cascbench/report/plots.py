@@ -29,6 +29,8 @@ _NEEDS = {
     "sensitivity": "runs of one method that differ in one numeric hyper-parameter "
     "(e.g. --param lcron.tau=20 and lcron.tau=50, or --lr 0.001 and --lr 0.01)",
     "per-day": "runs of the streaming split (per_day.parquet in the run folders)",
+    "loss": "the training curves of the runs (curve.parquet; summary runs imported from run "
+    "records have none)",
 }
 
 
@@ -148,7 +150,7 @@ def draw_figures(
             )
             paths += figures.save_figure(figure, data, folder, f"funnel{suffix}")
             drawn.add("funnel")
-        if "loss" in wanted:
+        if "loss" in wanted and all(files.has_curve(r) for r in table.runs["run_id"]):
             figure, data = figures.loss_figure(_curves(table, files), table.title)
             paths += figures.save_figure(figure, data, folder, f"loss{suffix}")
             drawn.add("loss")
