@@ -3,6 +3,7 @@ then an experiment file of final runs."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -210,11 +211,16 @@ def _print_summary(summary: TuneSummary, tuner: Tuner, results_dir: Path) -> Non
         )
     if summary.final_file is None:
         waiting = escape(", ".join(f"{m} ({n})" for m, n in summary.running_elsewhere.items()))
-        hosts = escape(",".join(summary.running_hosts))
+        others = [h for h in summary.running_hosts if h != socket.gethostname()]
+        take_over = (
+            f"; if {escape(', '.join(others))} is gone for good, add --take-over "
+            f"{escape(','.join(others))} to finish its trials here"
+            if others
+            else ""
+        )
         console.print(
-            f"Trials still running elsewhere: {waiting}, on {hosts}. Run the same command when "
-            f"they finish to write final.yaml; if those machines are gone, add --take-over "
-            f"{hosts} to finish their trials here.",
+            f"Trials still running elsewhere: {waiting}, on {escape(', '.join(summary.running_hosts))}. "
+            f"Run the same command when they finish to write final.yaml{take_over}.",
             highlight=False,
         )
         return
