@@ -9,8 +9,8 @@
 #
 # Resumable, also on another machine: the same command again keeps finished trials and runs. What
 # a machine needs to carry on is the study database (<out>/tuning/studies.db) and the run records
-# (<out>/runs.jsonl, written whenever the script stops, Ctrl-C and SIGTERM included, and imported
-# when it starts); both are committed. TRIALS, SEEDS, WORLD_SEEDS and JOBS change the budget
+# (<out>/runs.jsonl, imported when it starts and written whenever it stops, on Ctrl-C and SIGTERM
+# too, which it passes on to the command running); both are committed. TRIALS, SEEDS, WORLD_SEEDS and JOBS change the budget
 # (defaults 20, 0-9, 0-2, 2); EXTRA passes more options to tune (e.g. EXTRA="--world
 # recflow-like-3stage"); TAKE_OVER names machines that left trials running and are gone.
 # Every call appends its wall times to <out>/wall_times.tsv, which PROVENANCE.md sums.
@@ -25,23 +25,45 @@ prefix="${PRESET_PREFIX-paper-}"
 export OMP_NUM_THREADS=1  # one torch thread per worker: oversubscribed threads spin
 machine="$(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) CPU cores"
 
-# On any exit: the records of the final runs finished so far, and the time this call spent.
+# On any exit: the time this call spent in its phase, then the records of the final runs
+# finished so far (only once this call's import succeeded: an export before it would overwrite
+# the records of another machine with this store's fewer runs). Keeps the exit status.
 finish() {
-    if [[ -z "${dir:-}" ]]; then
-        return
-    fi
-    if [[ -d "$dir/runs" ]]; then
-        cascbench runs --results-dir "$dir" --export "$dir/runs.jsonl" > /dev/null
-    fi
+    local status=$?
     if [[ -n "${phase:-}" ]]; then
         printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$(git rev-parse --short HEAD)" \
             "$phase" "$(($(date +%s) - phase_started))" "$machine" >> "$dir/wall_times.tsv"
         phase=""
     fi
+    if [[ -n "${imported:-}" && -d "$dir/runs" ]]; then
+        cascbench runs --results-dir "$dir" --export "$dir/runs.jsonl" > /dev/null \
+            || echo "could not export the run records of $dir" >&2
+    fi
+    return $status
 }
 trap finish EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+
+# Runs a command in a session of its own and waits for it, so that a stop reaches it exactly once,
+# from here: bash holds a trap until its foreground command returns, and a Ctrl-C or a signal to
+# this script's process group would otherwise reach the command too, and a second stop signal
+# aborts a grid instead of stopping it cleanly. SIGTERM either way: a background command of a
+# script starts with SIGINT ignored.
+child=""
+forward() {
+    if [[ -n "$child" ]]; then
+        kill -TERM "$child" 2> /dev/null || true
+        wait "$child" || true
+    fi
+    exit "$1"
+}
+trap 'forward 130' INT
+trap 'forward 143' TERM
+run() {
+    setsid "$@" &
+    child=$!
+    wait "$child"
+    child=""
+}
 
 # Seconds of a phase ("tune" or "final runs") over every call so far.
 spent() {
@@ -56,14 +78,20 @@ for item in "$@"; do
     take_over="${TAKE_OVER:+--take-over $TAKE_OVER}"
     tune_command="cascbench tune --preset $preset --trials $trials --seeds $seeds --world-seeds $world_seeds --jobs $jobs ${EXTRA:-} --results-dir $dir"
     run_command="cascbench run --config $dir/tuning/final.yaml --results-dir $dir --jobs $jobs"
+    imported=""
     if [[ -f "$dir/runs.jsonl" ]]; then
-        cascbench runs --results-dir "$dir" --import "$dir/runs.jsonl"
+        run cascbench runs --results-dir "$dir" --import "$dir/runs.jsonl"
     fi
+    imported=1
     phase="tune" phase_started=$(date +%s)
-    $tune_command $take_over
+    run $tune_command $take_over
     finish
+    if [[ ! -f "$dir/tuning/final.yaml" ]]; then
+        echo "no $dir/tuning/final.yaml: trials are still running elsewhere (see above)." >&2
+        exit 75
+    fi
     phase="final runs" phase_started=$(date +%s)
-    $run_command --quiet
+    run $run_command --quiet
     finish
     cascbench report --results-dir "$dir" --format markdown --output "$dir/table.md"
     cascbench report --results-dir "$dir" --format csv --output "$dir/table.csv"

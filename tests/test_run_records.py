@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
 
 import numpy as np
 import pytest
@@ -15,7 +18,7 @@ from cascbench.cli import app
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import DatasetConfig, RunConfig
 from cascbench.experiment.records import export_records, import_records, read_records
-from cascbench.experiment.store import DONE, ResultStore
+from cascbench.experiment.store import DONE, ResultStore, manifest
 
 runner = CliRunner()
 
@@ -24,10 +27,15 @@ def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def config(seed: int, method: str = "bce", world_seed: int = 0) -> RunConfig:
+def config(seed: int, method: str = "bce", world_seed: int = 0, world: str = "tiny") -> RunConfig:
     return RunConfig(
-        method=method, dataset=DatasetConfig(world="tiny", seed=world_seed), seed=seed
+        method=method, dataset=DatasetConfig(world=world, seed=world_seed), seed=seed
     ).resolved()
+
+
+def write(store: ResultStore, run: RunConfig, record=None) -> str:
+    store.write_run(run.run_id(), run.model_dump(mode="json"), record or fake_record(0.5))
+    return run.run_id()
 
 
 @pytest.fixture
@@ -206,3 +214,68 @@ def test_export_and_import_together_or_with_a_listing_are_refused(store, tmp_pat
     assert result.exit_code != 0 and "give one of --export and --import" in result.output
     result = invoke("runs", "--results-dir", store.root, "--failed", *both[:2])
     assert result.exit_code != 0 and "give one of --export and --import" in result.output
+
+
+def test_only_the_tables_holding_summary_runs_leave_per_request_statistics_out(store, tmp_path):
+    other = ResultStore(tmp_path / "other")
+    for m, method in enumerate(("bce", "lcron")):
+        for seed in range(3):
+            write(
+                other, config(seed, method, world="small"), fake_record(0.5 + 0.01 * m + seed / 1e3)
+            )
+    export_records(other, tmp_path / "small.jsonl")
+    import_records(store, tmp_path / "small.jsonl")
+    result = invoke("report", "--results-dir", store.root, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    header = next(line for line in lines if line.startswith("setting,")).split(",")
+    column = header.index("request_diff")
+    has_requests: dict[str, set[bool]] = {}
+    for row in (line.split(",") for line in lines if line.startswith("recflow-2stage,")):
+        has_requests.setdefault(row[1], set()).add(row[column] != "")
+    assert has_requests == {"synthetic:tiny": {True}, "synthetic:small": {False}}
+
+
+def test_nan_metrics_and_runs_without_an_environment_travel(tmp_path):
+    source = ResultStore(tmp_path / "source")
+    record = fake_record(0.5)
+    record.metrics["recall/ranking"] = float("nan")
+    nan_run = write(source, config(0), record)
+    legacy = write(source, config(1))
+    folder = source.run_dir(legacy)
+    (folder / "environment.json").unlink()  # written before environments were recorded
+    (folder / DONE).write_text(json.dumps(manifest(folder)))
+    export_records(source, tmp_path / "runs.jsonl")
+    copy = ResultStore(tmp_path / "copy")
+    assert import_records(copy, tmp_path / "runs.jsonl").added == 2
+    runs = {r.run_id: r for r in copy.finished_runs()}
+    assert np.isnan(runs[nan_run].metrics["recall/ranking"])
+    assert json.loads((copy.run_dir(legacy) / "environment.json").read_text()) == {}
+
+
+def test_import_replaces_failed_runs_and_sets_damaged_ones_aside(store, tmp_path):
+    export_records(store, tmp_path / "runs.jsonl")
+    copy = ResultStore(tmp_path / "copy")
+    runs = sorted(r.run_id for r in store.finished_runs())
+    failed, damaged = (store.run_dir(r) for r in runs[:2])
+    copy.write_failure(runs[0], json.loads((failed / "config.json").read_text()), "boom")
+    shutil.copytree(damaged, copy.run_dir(runs[1]))
+    (copy.run_dir(runs[1]) / "metrics.json").write_text("{}")
+    assert copy.is_damaged(runs[1])
+    assert import_records(copy, tmp_path / "runs.jsonl").added == 16
+    assert copy.is_done(runs[0]) and copy.is_done(runs[1])
+    assert [p.name for p in (copy.root / "damaged").iterdir()] == [f"{runs[1]}.0"]
+
+
+def test_import_leaves_a_run_that_a_live_command_holds(store, tmp_path):
+    export_records(store, tmp_path / "runs.jsonl")
+    copy = ResultStore(tmp_path / "copy")
+    held = sorted(r.run_id for r in store.finished_runs())[0]
+    with subprocess.Popen(["sleep", "60"]) as live:
+        try:
+            assert copy.claim(held, f"{socket.gethostname()}:{live.pid}:abcd1234")
+            imported = import_records(copy, tmp_path / "runs.jsonl")
+        finally:
+            live.kill()
+    assert (imported.added, imported.kept, imported.busy) == (15, 0, 1)
+    assert not copy.run_dir(held).exists()

@@ -3,6 +3,7 @@ losing or double-counting a trial, the final experiment file, and bad input."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -430,3 +431,49 @@ def test_the_cli_says_which_machines_hold_trials_back(tmp_path):
     result = CliRunner().invoke(app, [*arguments, "--take-over", "gone-host"])
     assert result.exit_code == 0, result.output
     assert "Final runs:" in result.output
+
+
+def test_take_over_leaves_the_trials_of_a_live_process_of_this_machine(tmp_path):
+    bce = experiment(methods=["bce"])
+    study = Tuner(bce, "test", tmp_path).study(bce.methods[0])
+    with subprocess.Popen(["sleep", "60"]) as live:
+        try:
+            study.ask().set_user_attr("worker", f"{socket.gethostname()}:{live.pid}:abcd1234")
+            study.ask().set_user_attr("worker", "gone-host:1:abcd1234")
+            summary = Tuner(bce, "test", tmp_path, take_over=["gone-host"]).run()
+        finally:
+            live.kill()
+    assert summary.running_elsewhere == {"bce": 1} and summary.finished == {"bce": 2}
+    assert summary.running_hosts == [socket.gethostname()]
+
+
+def test_a_trial_nobody_signed_is_taken_over_after_a_grace(tmp_path, monkeypatch):
+    bce = experiment(methods=["bce"])
+    study = Tuner(bce, "test", tmp_path).study(bce.methods[0])
+    study.ask()  # its process died before signing it
+    summary = Tuner(bce, "test", tmp_path).run()
+    assert summary.running_elsewhere == {"bce": 1} and summary.running_hosts == []
+    monkeypatch.setattr(tune_module, "UNSIGNED_TRIAL_GRACE", datetime.timedelta(0))
+    summary = Tuner(bce, "test", tmp_path).run()
+    assert summary.running_elsewhere == {} and summary.finished == {"bce": 3}
+
+
+def test_a_trial_another_machine_finished_meanwhile_keeps_its_value(tmp_path, monkeypatch):
+    """Two machines took the same trial over: the second to tell it is not an error."""
+    bce = experiment(methods=["bce"])
+    study = Tuner(bce, "test", tmp_path).study(bce.methods[0])
+    study.ask().set_user_attr("worker", "gone-host:1:abcd1234")
+    real_run_grid = tune_module.run_grid
+
+    def told_elsewhere_first(*args, **kwargs):
+        result = real_run_grid(*args, **kwargs)
+        other = optuna.load_study(study_name="bce", storage=tune_module.default_storage(tmp_path))
+        running = other.get_trials(states=[optuna.trial.TrialState.RUNNING])
+        if any(t.number == 0 for t in running):
+            other.tell(0, 0.123)
+        return result
+
+    monkeypatch.setattr(tune_module, "run_grid", told_elsewhere_first)
+    summary = Tuner(bce, "test", tmp_path, take_over=["gone-host"]).run()
+    assert summary.finished == {"bce": 3}
+    assert trial_table(tmp_path)[0][2:4] == ("COMPLETE", 0.123)

@@ -157,7 +157,7 @@ def report(
         store = ResultStore(results_dir)
         finished = store.finished_runs()
         frame = select_setting(runs_frame(finished), setting)
-        summaries = {r.run_id for r in finished if r.summary} & set(frame["run_id"])
+        summaries = frozenset(r.run_id for r in finished if r.summary) & set(frame["run_id"])
         compare_options = CompareOptions(
             baseline=baseline, test=test, alpha=alpha, resamples=bootstrap, power=power
         )
@@ -172,15 +172,14 @@ def report(
         if findings:
             built = build_findings(frame, options)
         else:
-            # Per-request statistics need every compared run's per-request results.
-            load = None if summaries else RunFiles(store).per_request
-            built = build_report(frame, options, load)
+            built = build_report(frame, options, RunFiles(store).per_request, summaries)
         notes = list(built.notes)
         if summaries and not findings:
             notes.append(
                 f"{len(summaries)} of the runs are summary runs (imported from run records, "
-                f"`cascbench runs --import`): the per-request statistics, conditional on the "
-                f"trained models, are left out; every test over seeds and worlds is there."
+                f"`cascbench runs --import`): the tables that hold them leave out the "
+                f"per-request statistics, conditional on the trained models; every test over "
+                f"seeds and worlds is there."
             )
         if compare_paper and not findings:
             notes += _unmatched_paper_rows(frame, options.metrics)

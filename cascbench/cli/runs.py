@@ -147,10 +147,15 @@ def _records(results_dir: Path, export: Path | None, import_: Path | None, listi
             count = export_records(store, export)
             console.print(f"{count} run records written to {escape(str(export))}.")
         if import_ is not None:
-            done = import_records(store, import_)
+            imported = import_records(store, import_)
+            busy = (
+                f"; {imported.busy} are being run by another command, which writes them"
+                if imported.busy
+                else ""
+            )
             console.print(
-                f"{done.added} runs added to {escape(str(results_dir))} as summary runs; "
-                f"{done.kept} were done there already and are kept.",
+                f"{imported.added} runs added to {escape(str(results_dir))} as summary runs; "
+                f"{imported.kept} were done there already and are kept{busy}.",
                 highlight=False,
             )
 

@@ -211,16 +211,15 @@ def _print_summary(summary: TuneSummary, tuner: Tuner, results_dir: Path) -> Non
         )
     if summary.final_file is None:
         waiting = escape(", ".join(f"{m} ({n})" for m, n in summary.running_elsewhere.items()))
-        others = [h for h in summary.running_hosts if h != socket.gethostname()]
-        take_over = (
-            f"; if {escape(', '.join(others))} is gone for good, add --take-over "
-            f"{escape(','.join(others))} to finish its trials here"
-            if others
-            else ""
+        hosts = summary.running_hosts
+        others = [h for h in hosts if h != socket.gethostname()]
+        take_over = "".join(
+            f"; if {escape(h)} is gone for good, add --take-over {escape(h)}" for h in others
         )
         console.print(
-            f"Trials still running elsewhere: {waiting}, on {escape(', '.join(summary.running_hosts))}. "
-            f"Run the same command when they finish to write final.yaml{take_over}.",
+            f"Trials still running elsewhere: {waiting}, on "
+            f"{escape(', '.join(hosts) or 'a machine that has not signed them yet')}. Run "
+            f"the same command when they finish to write final.yaml{take_over}.",
             highlight=False,
         )
         return

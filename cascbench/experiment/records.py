@@ -7,7 +7,9 @@ git repository, to a machine that is to finish a grid another one started): `exp
 writes them, `import_records` adds them to a store as summary runs (store.py), which a grid does
 not run again and which reports use in every table and test over seeds. A record is checked as a
 run folder is: its id must be the one this version computes for its config, and its evaluator
-version this version's.
+version this version's (a RecFlow run's id covers its cache, so the cache must be at the same
+path). Metrics no request had are NaN, written as in metrics.json (`NaN`, which Python's json
+reads and strict JSON parsers do not).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from cascbench.errors import CascbenchError
 from cascbench.experiment.config import upgrade_stored_config
+from cascbench.experiment.ownership import new_owner
 from cascbench.experiment.store import ResultStore, incompatibility
 from cascbench.io import atomic_write_bytes
 
@@ -27,11 +30,13 @@ RECORD_KEYS = ("run_id", "config", "metrics", "environment")
 
 @dataclass(frozen=True)
 class ImportSummary:
-    """What `import_records` did: runs added as summary runs, and runs the store already had
-    finished (kept as they are, per-request results included)."""
+    """What `import_records` did: runs added as summary runs; runs the store already had finished
+    (kept as they are, per-request results included); runs a live command was running (left to
+    it)."""
 
     added: int
     kept: int
+    busy: int = 0
 
 
 def export_records(store: ResultStore, path: Path) -> int:
@@ -42,15 +47,21 @@ def export_records(store: ResultStore, path: Path) -> int:
         folder = store.run_dir(run.run_id)
         record = {
             "run_id": run.run_id,
-            "config": json.loads((folder / "config.json").read_text()),
-            "metrics": json.loads((folder / "metrics.json").read_text()),
-            "environment": _environment(folder),
+            "config": _read_object(folder / "config.json"),
+            "metrics": _read_object(folder / "metrics.json"),
+            # {} for a run written before environments were recorded: its id alone is checked.
+            "environment": _read_object(folder / "environment.json", missing={}),
         }
         # The keys in RECORD_KEYS' order (the id first, for people reading a diff), each value
         # with sorted keys.
         parts = (f"{json.dumps(k)}:{_compact(record[k])}" for k in RECORD_KEYS)
         lines.append("{" + ",".join(parts) + "}")
-    atomic_write_bytes(Path(path), "".join(f"{line}\n" for line in lines).encode())
+    try:
+        atomic_write_bytes(Path(path), "".join(f"{line}\n" for line in lines).encode())
+    except OSError as exc:
+        raise CascbenchError(
+            f"cannot write the run records {path}: {exc.strerror or exc}."
+        ) from None
     return len(lines)
 
 
@@ -58,10 +69,17 @@ def _compact(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def _environment(folder: Path) -> dict:
-    """The run's environment.json; {} for a run written before environments were recorded."""
-    path = folder / "environment.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+def _read_object(path: Path, missing: dict | None = None) -> dict:
+    """The JSON object in `path` (`missing` when given and there is no file)."""
+    if missing is not None and not path.exists():
+        return missing
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CascbenchError(f"cannot export {path}: {exc}.") from None
+    if not isinstance(value, dict):
+        raise CascbenchError(f"cannot export {path}: it holds no JSON object.")
+    return value
 
 
 def read_records(path: Path) -> list[dict]:
@@ -95,16 +113,27 @@ def import_records(store: ResultStore, path: Path) -> ImportSummary:
     written; a run the store has finished already keeps its folder."""
     records = read_records(path)
     store.check_writable()
-    added = kept = 0
+    owner = new_owner()
+    added = kept = busy = 0
     for record in records:
-        if store.is_done(record["run_id"]):
-            kept += 1
+        run_id = record["run_id"]
+        # The run's lock, as a grid takes it: a command running it writes the full run.
+        if not store.claim(run_id, owner):
+            busy += 1
             continue
-        store.write_summary_run(
-            record["run_id"], record["config"], record["metrics"], record["environment"]
-        )
-        added += 1
-    return ImportSummary(added, kept)
+        try:
+            if store.is_done(run_id):
+                kept += 1
+                continue
+            if store.is_damaged(run_id):
+                store.set_aside(run_id)  # kept for inspection, as a grid does
+            store.write_summary_run(
+                run_id, record["config"], record["metrics"], record["environment"]
+            )
+            added += 1
+        finally:
+            store.release(run_id, owner)
+    return ImportSummary(added, kept, busy)
 
 
 def _check_record(record: object, where: str) -> None:

@@ -13,9 +13,9 @@ or any RDB URL shared by several machines). A study records its identity (settin
 fixed configuration, space, objective): resuming with another one is an error, not a mixed study.
 Resuming after Ctrl-C, SIGTERM or SIGKILL loses no finished trial and counts none twice: a trial
 left running by a process of this machine that is gone is finished with its own parameters (its
-finished runs are reused), and the budget counts finished and failed trials. Trials left running by
-another machine are never taken for abandoned (its processes cannot be seen from here) unless the
-call names that machine in `take_over`: a machine that shared the storage and is gone. The sampler's seed
+finished runs are reused), and the budget counts finished and failed trials. Trials left running
+by another machine are never taken for abandoned (its processes cannot be seen from here) unless
+the call names that machine in `take_over`: a machine that shared the storage and is gone. The sampler's seed
 for trial n is derived from (sampler_seed, method, n), so an interrupted study proposes the same
 trials as an uninterrupted one.
 
@@ -25,6 +25,7 @@ experiment's seeds × world seeds, tested on the last day): `cascbench run --con
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
@@ -64,6 +65,9 @@ FINAL_FILE = "final.yaml"
 #: Tuned float values are rounded to this many significant digits before they run: labels stay
 #: readable and two trials that round alike share their runs.
 SIGNIFICANT_DIGITS = 3
+#: A running trial that no process has signed (see `Tuner._ask`) for this long was left by one
+#: that died between asking for it and signing it: it is finished like any abandoned trial.
+UNSIGNED_TRIAL_GRACE = datetime.timedelta(minutes=1)
 #: How long a worker waits for another one's write lock on a shared SQLite study file.
 SQLITE_BUSY_SECONDS = 60.0
 
@@ -344,9 +348,13 @@ class Tuner:
         """Running trials left by a process of this machine that is gone (or by an earlier call
         of this process, or by a machine in `take_over`): they are finished with their own
         parameters, not asked again."""
-        return [trial for trial in _running(study) if self._abandoned(_worker(trial))]
+        return [trial for trial in _running(study) if self._abandoned(trial)]
 
-    def _abandoned(self, worker: str) -> bool:
+    def _abandoned(self, trial: optuna.trial.FrozenTrial) -> bool:
+        worker = _worker(trial)
+        if not worker:  # its process died between asking for it and signing it
+            started = trial.datetime_start or datetime.datetime.now()
+            return datetime.datetime.now() - started > UNSIGNED_TRIAL_GRACE
         return owner_is_gone(worker, self.worker) or owner_host(worker) in self.take_over
 
     def _ask(
@@ -436,17 +444,18 @@ class Tuner:
             for name, number, run_ids in batch:
                 study = studies[name][1]
                 if any(run_id in grid.failed for run_id in run_ids):
-                    study.tell(number, state=optuna.trial.TrialState.FAIL)
+                    # skip_if_finished: another machine that took the trial over told it first.
+                    study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
                     value = None
                 else:
                     value = self._score(run_ids)
-                    study.tell(number, value)
+                    study.tell(number, value, skip_if_finished=True)
                 summary.finished_now[name] = summary.finished_now.get(name, 0) + 1
                 if on_trial is not None:
                     on_trial(name, _finished(study), self.experiment.tune.trials, value)
         running = {n: len(_running(s)) for n, (_, s) in studies.items() if _running(s)}
         summary.running_hosts = sorted(
-            {owner_host(_worker(t)) for _, s in studies.values() for t in _running(s)}
+            {owner_host(_worker(t)) for _, s in studies.values() for t in _running(s)} - {""}
         )
         for name, (_, study) in studies.items():
             summary.finished[name] = _finished(study)

@@ -232,8 +232,7 @@ def detail_table(
     requests = (
         f" ({int(n_requests.max())} requests)"
         if not n_requests.empty
-        else " (n/a: no per-request results were read, as summary runs imported from run "
-        "records have none)"
+        else " (n/a: not read; summary runs imported from run records have none)"
     )
     request_ci = (
         f"{confidence} CI: percentile bootstrap over requests "
@@ -430,9 +429,14 @@ def _cells(
 
 
 def build_report(
-    frame: pd.DataFrame, options: ReportOptions, load: PerRequestLoader | None = None
+    frame: pd.DataFrame,
+    options: ReportOptions,
+    load: PerRequestLoader | None = None,
+    summary_runs: frozenset[str] = frozenset(),
 ) -> Report:
-    """Every table of `frame` (the runs of one setting, see `select_setting`)."""
+    """Every table of `frame` (the runs of one setting, see `select_setting`). load: the
+    per-request reader (None: no per-request statistics); a table holding one of `summary_runs`
+    (runs without per-request results, store.py) has none either."""
     rendered, cells, notes = [], [], _machine_notes(frame)
     for table in summarize(frame, options.metrics):
         for name, what in ((options.method, "method"), (options.compare.baseline, "baseline")):
@@ -445,7 +449,8 @@ def build_report(
             raise unknown_name_error(
                 "detail metric (a column of the table)", detail_metric, table.mean.columns
             )
-        comparison = compare(table, options.compare, load)
+        has_requests = summary_runs.isdisjoint(table.runs["run_id"])
+        comparison = compare(table, options.compare, load if has_requests else None)
         chosen = options.method or default_method(table)
         rendered.append(main_table(table, comparison, chosen, options))
         if len(table.variants) >= 2:

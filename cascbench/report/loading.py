@@ -21,12 +21,6 @@ class RunFiles:
         key = (run_id, name)
         if key not in self._cache:
             path = self.store.run_dir(run_id) / name
-            if not path.exists() and self.store.is_summary(run_id):
-                raise CascbenchError(
-                    f"run {run_id} is a summary run (imported from run records with `cascbench "
-                    f"runs --import`): it has no {name}. Run it again for its per-request "
-                    f"results and curve (remove {self.store.run_dir(run_id)} first)."
-                )
             try:
                 self._cache[key] = pd.read_parquet(path)
             except (OSError, pa.ArrowException) as exc:
@@ -46,7 +40,8 @@ class RunFiles:
         return frame
 
     def per_request(self, run_id: str, metrics: list[str]) -> pd.DataFrame:
-        """request_id and the metrics' per-request values (NaN for skipped requests)."""
+        """request_id and the metrics' per-request values (NaN for skipped requests). A summary
+        run has none: callers leave its tables' per-request statistics out (build_report)."""
         columns = ["request_id", *metrics]
         return self._columns(run_id, "per_request.parquet", columns)[columns]
 
@@ -55,6 +50,7 @@ class RunFiles:
         return self._read(run_id, "curve.parquet")
 
     def has_curve(self, run_id: str) -> bool:
+        """The run has a training curve (a summary run has none)."""
         return (self.store.run_dir(run_id) / "curve.parquet").exists()
 
     def has_per_day(self, run_id: str) -> bool:
