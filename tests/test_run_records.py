@@ -123,6 +123,8 @@ def trained(tmp_path_factory):
 def test_a_grid_does_not_run_imported_runs_again(trained, tmp_path):
     result = invoke("runs", "--results-dir", tmp_path, "--import", trained / "r.jsonl")
     assert result.exit_code == 0 and "2 runs added" in result.output, result.output
+    listing = " ".join(invoke("runs", "--results-dir", tmp_path).output.split())
+    assert listing.count("summary run") == 2 and "2 runs: 2 done." in listing
     result = invoke("run", *GRID, "--results-dir", tmp_path)
     assert result.exit_code == 0, result.output
     assert "2 runs: 2 done already, 0 to run." in result.output

@@ -69,6 +69,8 @@ MANIFEST_SCHEMA = 1
 REQUIRED_FILES = ("config.json", "metrics.json", "per_request.parquet")
 #: Those of a summary run (its manifest has "summary": true).
 SUMMARY_REQUIRED_FILES = ("config.json", "metrics.json")
+#: What `cascbench runs` says of a summary run.
+SUMMARY_DETAIL = "summary run, imported from run records: no per-request results or curve"
 
 RunState = Literal["done", "failed", "incomplete", "incompatible", "unreadable", "damaged"]
 #: Folder states a report must not silently use.
@@ -238,11 +240,7 @@ class ResultStore:
 
     def is_summary(self, run_id: str) -> bool:
         """The run's manifest says it is a summary run (no per-request results or curve)."""
-        try:
-            recorded = json.loads((self.run_dir(run_id) / DONE).read_text())
-        except (OSError, ValueError):
-            return False
-        return isinstance(recorded, dict) and recorded.get("summary") is True
+        return _is_summary(self.run_dir(run_id))
 
     def write_failure(
         self,
@@ -372,7 +370,17 @@ def _read_entry(folder: Path) -> RunEntry:
     reason = _incompatibility(run_id, config, folder)
     if reason:
         return RunEntry(run_id, "incompatible", config, reason)
+    if _is_summary(folder):
+        return RunEntry(run_id, "done", config, SUMMARY_DETAIL)
     return RunEntry(run_id, "done", config)
+
+
+def _is_summary(folder: Path) -> bool:
+    try:
+        recorded = json.loads((folder / DONE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(recorded, dict) and recorded.get("summary") is True
 
 
 def manifest(folder: Path, summary: bool = False) -> dict:
