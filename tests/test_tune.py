@@ -30,6 +30,7 @@ from cascbench.experiment.grid import GridObserver, run_grid
 from cascbench.experiment.plan import plan_experiment
 from cascbench.experiment.store import ResultStore
 from cascbench.experiment.tune import Tuner, method_search_space, rounded
+from cascbench.models.config import CLEAN_MODEL
 from cascbench.search_space import Choice, FloatRange, IntRange, parse_dimension
 
 
@@ -477,3 +478,37 @@ def test_a_trial_another_machine_finished_meanwhile_keeps_its_value(tmp_path, mo
     summary = Tuner(bce, "test", tmp_path, take_over=["gone-host"]).run()
     assert summary.finished == {"bce": 3}
     assert trial_table(tmp_path)[0][2:4] == ("COMPLETE", 0.123)
+
+
+def edit_identity(tmp_path, name: str, edit) -> None:
+    """Rewrite study `name`'s stored identity with `edit` (as an older version wrote it)."""
+    study = optuna.load_study(study_name=name, storage=tune_module.default_storage(tmp_path))
+    identity = json.loads(study.user_attrs["identity"])
+    edit(identity)
+    study.set_user_attr("identity", json.dumps(identity))
+
+
+def test_a_study_resumes_on_another_device_and_under_later_fields(tmp_path):
+    clean = experiment(methods=["bce"], model=dict(CLEAN_MODEL))
+    Tuner(clean, "test", tmp_path).study(MethodVariant(name="bce"))
+
+    def older(identity):  # before train.optimizer and the model section existed
+        del identity["train"]["optimizer"], identity["model"]
+        identity["train"]["compile"] = False
+
+    edit_identity(tmp_path, "bce", older)
+    on_gpu = {"batch_size": 64, "device": "cuda"}
+    gpu = experiment(methods=["bce"], model=dict(CLEAN_MODEL), train=on_gpu)
+    Tuner(gpu, "test", tmp_path).study(MethodVariant(name="bce"))  # not refused
+    with pytest.raises(CascbenchError, match=r"was made with another model"):
+        Tuner(experiment(methods=["bce"]), "test", tmp_path).study(MethodVariant(name="bce"))
+
+    edit_identity(tmp_path, "bce", lambda i: i["train"].update(optimizer="sparse_adam"))
+    with pytest.raises(CascbenchError, match=r"was made with another train"):
+        Tuner(gpu, "test", tmp_path).study(MethodVariant(name="bce"))
+    other_epochs = experiment(
+        methods=["bce"], model=dict(CLEAN_MODEL), train={"batch_size": 64, "epochs": 2}
+    )
+    edit_identity(tmp_path, "bce", lambda i: i["train"].update(optimizer="adam"))
+    with pytest.raises(CascbenchError, match=r"was made with another train"):
+        Tuner(other_epochs, "test", tmp_path).study(MethodVariant(name="bce"))

@@ -10,7 +10,9 @@ any executor, so `--jobs` and Ray run the trials of all methods side by side.
 
 One Optuna study per method, in one storage (SQLite file <results>/tuning/studies.db by default,
 or any RDB URL shared by several machines). A study records its identity (setting, dataset,
-fixed configuration, space, objective): resuming with another one is an error, not a mixed study.
+fixed configuration, space, objective): resuming with another one is an error, not a mixed study
+(compared as run ids are: execution-only fields such as the device, and fields added later at
+their earlier behaviour, do not count; `comparable_identity`).
 Resuming after Ctrl-C, SIGTERM or SIGKILL loses no finished trial and counts none twice: a trial
 left running by a process of this machine that is gone is finished with its own parameters (its
 finished runs are reused), and the budget counts finished and failed trials. Trials left running
@@ -40,7 +42,14 @@ import sqlalchemy.exc
 import yaml
 
 from cascbench.errors import CascbenchError, unknown_name_error
-from cascbench.experiment.config import RunConfig, TrainConfig, resolved_run_id
+from cascbench.experiment.config import (
+    EXECUTION_ONLY_TRAIN_FIELDS,
+    FIELDS_ADDED_LATER,
+    SECTIONS_ADDED_LATER,
+    RunConfig,
+    TrainConfig,
+    resolved_run_id,
+)
 from cascbench.experiment.configfile import ExperimentFile, MethodVariant
 from cascbench.experiment.executors import ExecutorChoice, InProcessChoice, RayChoice
 from cascbench.experiment.grid import GridObserver, run_grid
@@ -302,19 +311,20 @@ class Tuner:
             raise CascbenchError(
                 f"cannot read the study storage {self.storage_url}: {_reason(exc)}"
             ) from None
+        mine = comparable_identity(identity)
         for name, summary in existing.items():
-            other = json.loads(summary.user_attrs.get("identity", "{}"))
+            other = comparable_identity(json.loads(summary.user_attrs.get("identity", "{}")))
             for key in ("setting", "dataset"):
-                if other.get(key) != identity[key]:
+                if other.get(key) != mine[key]:
                     raise CascbenchError(
                         f"the study storage {self.storage_url} holds study {name!r} of another "
-                        f"{key} ({other.get(key)!r}, not {identity[key]!r}): one storage per "
+                        f"{key} ({other.get(key)!r}, not {mine[key]!r}): one storage per "
                         f"setting and dataset; give another --results-dir or --storage."
                     )
         name = study_key(variant)
         if name in existing:
-            other = json.loads(existing[name].user_attrs.get("identity", "{}"))
-            changed = [k for k in identity if other.get(k) != identity[k]]
+            other = comparable_identity(json.loads(existing[name].user_attrs.get("identity", "{}")))
+            changed = [k for k in mine if other.get(k) != mine[k]]
             if changed:
                 raise CascbenchError(
                     f"the study {name!r} in {self.storage_url} was made with another "
@@ -521,6 +531,27 @@ class Tuner:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, text.encode())
         return path
+
+
+def comparable_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    """A study identity as resuming compares it: the training fields that do not change a run's
+    numbers left out (EXECUTION_ONLY_TRAIN_FIELDS), and a field added after the study was made
+    (FIELDS_ADDED_LATER) counted as absent at the value that reproduces the runs from before it,
+    as run ids do. So a study resumes on another device and under a later version."""
+    comparable = json.loads(json.dumps(identity))  # a deep copy
+    train = comparable.get("train")
+    if isinstance(train, dict):
+        for name in EXECUTION_ONLY_TRAIN_FIELDS:
+            train.pop(name, None)
+    for section, fields in FIELDS_ADDED_LATER.items():
+        if section not in comparable and section in SECTIONS_ADDED_LATER:
+            comparable[section] = {}
+        values = comparable.get(section)
+        if isinstance(values, dict):
+            for name, original in fields.items():
+                if values.get(name, original) == original:
+                    values.pop(name, None)
+    return comparable
 
 
 def study_key(variant: MethodVariant) -> str:
