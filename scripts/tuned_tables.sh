@@ -10,9 +10,10 @@
 # Resumable, also on another machine: the same command again keeps finished trials and runs. What
 # a machine needs to carry on is the study database (<out>/tuning/studies.db) and the run records
 # (<out>/runs.jsonl, imported when it starts and written whenever it stops, on Ctrl-C and SIGTERM
-# too, which it passes on to the command running); both are committed. TRIALS, SEEDS, WORLD_SEEDS and JOBS change the budget
-# (defaults 20, 0-9, 0-2, 2); EXTRA passes more options to tune (e.g. EXTRA="--world
-# recflow-like-3stage"); TAKE_OVER names machines that left trials running and are gone.
+# too, which it passes on to the command running); both are committed. TRIALS, SEEDS,
+# WORLD_SEEDS and JOBS change the budget (defaults 20, 0-9, 0-2, 2); EXTRA passes more options to
+# tune (e.g. EXTRA="--world recflow-like-3stage"); TAKE_OVER names machines that left trials
+# running and are gone.
 # Every call appends its wall times to <out>/wall_times.tsv, which PROVENANCE.md sums.
 set -euo pipefail
 

@@ -17,9 +17,9 @@ Resuming after Ctrl-C, SIGTERM or SIGKILL loses no finished trial and counts non
 left running by a process of this machine that is gone is finished with its own parameters (its
 finished runs are reused), and the budget counts finished and failed trials. Trials left running
 by another machine are never taken for abandoned (its processes cannot be seen from here) unless
-the call names that machine in `take_over`: a machine that shared the storage and is gone. The sampler's seed
-for trial n is derived from (sampler_seed, method, n), so an interrupted study proposes the same
-trials as an uninterrupted one.
+the call names that machine in `take_over`: a machine that shared the storage and is gone. The
+sampler's seed for trial n is derived from (sampler_seed, method, n), so an interrupted study
+proposes the same trials as an uninterrupted one.
 
 At the end, `final.yaml` holds each method at its best configuration for the final runs (the
 experiment's seeds × world seeds, tested on the last day): `cascbench run --config` takes it.
@@ -323,7 +323,8 @@ class Tuner:
                     )
         name = study_key(variant)
         if name in existing:
-            other = comparable_identity(json.loads(existing[name].user_attrs.get("identity", "{}")))
+            stored = existing[name].user_attrs.get("identity", "{}")
+            other = comparable_identity(json.loads(stored))
             changed = [k for k in mine if other.get(k) != mine[k]]
             if changed:
                 raise CascbenchError(
